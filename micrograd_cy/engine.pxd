@@ -1,0 +1,47 @@
+# C declarations of the engine, so other Cython code can cimport Value.
+from cpython.ref cimport PyObject
+
+cdef enum Op:
+    LEAF      # created by the user: no children
+    CUSTOM    # Value(data, _children, _op) built by hand: children shown, no gradient rule
+    ADD
+    SUB
+    MUL
+    DIV
+    NEG
+    POW       # self ** c, c a number kept in _c
+    POWV      # self ** other, both Values
+    RELU
+    TANH
+    EXP
+    LOG
+    SIGMOID
+    SUM       # n-ary: sum of _kids
+    DOT       # n-ary: _kids = w[0..n), x[0..n), optional bias
+
+cdef enum Flag:
+    VISITED = 1        # set only while a topological order is being built
+    INT_EXPONENT = 2   # POW's exponent was an int: _op shows '**2', not '**2.0'
+    HAS_BIAS = 4       # DOT's last kid is the bias
+    INITIALIZED = 8    # __init__ has run
+
+
+cdef class _Aux:
+    # what few nodes need: a label, a hand-given op name, the cached topological order
+    cdef str label
+    cdef str op_name
+    cdef PyObject** topo       # borrowed: the root keeps every node of its graph alive
+    cdef Py_ssize_t ntopo
+
+
+cdef class Value:
+    cdef public double data
+    cdef public double grad
+    cdef double _c             # POW's exponent
+    cdef PyObject* _a          # owned references to the children (NULL when absent)
+    cdef PyObject* _b
+    cdef PyObject** _kids      # n-ary children, owned, _n of them
+    cdef unsigned int _n
+    cdef unsigned char _opcode
+    cdef unsigned char _flags
+    cdef _Aux _aux             # None for most nodes

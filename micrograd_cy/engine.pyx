@@ -1,0 +1,682 @@
+"""A compiled scalar autograd engine with micrograd's API.
+
+A Value holds a double and its gradient; operators build a DAG whose nodes own
+references to their children only. backward() orders the graph once with an
+explicit stack and then runs one C loop that dispatches on each node's op code.
+"""
+cimport cython
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from cpython.ref cimport Py_INCREF, PyObject
+from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_SIZE, PySequence_Fast_ITEMS
+from libc.math cimport exp, floor, isfinite, isinf, log, pow, tanh
+
+import numbers
+
+cdef extern from "Python.h":
+    Py_ssize_t Py_REFCNT(PyObject*)
+    void _decref "Py_DECREF"(PyObject*)
+
+cdef object _Real = numbers.Real
+cdef object _Integral = numbers.Integral
+
+
+# ---------------------------------------------------------------------------
+# Forward errors: raised where Python's float arithmetic and math module raise
+
+cdef enum Err:
+    OK
+    ERR_DIV_ZERO
+    ERR_ZERO_NEG_POW
+    ERR_COMPLEX_POW
+    ERR_POW_RANGE
+    ERR_EXP_RANGE
+    ERR_LOG_DOMAIN
+
+
+cdef int _raise(int err) except -1:
+    if err == ERR_DIV_ZERO:
+        raise ZeroDivisionError("float division by zero")
+    if err == ERR_ZERO_NEG_POW:
+        raise ZeroDivisionError("0.0 cannot be raised to a negative power")
+    if err == ERR_COMPLEX_POW:
+        raise ValueError("a negative number raised to a fractional power is complex, "
+                         "which a Value cannot hold")
+    if err == ERR_POW_RANGE:
+        raise OverflowError("Numerical result out of range (power)")
+    if err == ERR_EXP_RANGE:
+        raise OverflowError("math range error (exp)")
+    if err == ERR_LOG_DOMAIN:
+        raise ValueError("math domain error (log of a number <= 0)")
+    return 0
+
+
+cdef inline int _pow(double x, double y, double* out) noexcept:
+    # Python's float ** float, minus the complex results
+    if y == 0.0:
+        out[0] = 1.0
+        return OK
+    if x == 0.0 and y < 0.0 and isfinite(y):
+        return ERR_ZERO_NEG_POW
+    if x < 0.0 and isfinite(x) and isfinite(y) and y != floor(y):
+        return ERR_COMPLEX_POW
+    out[0] = pow(x, y)
+    if isinf(out[0]) and isfinite(x) and isfinite(y):
+        return ERR_POW_RANGE
+    return OK
+
+
+@cython.cdivision(True)
+cdef inline double _sigmoid(double x) noexcept:
+    # never overflows: exp() only ever sees a non-positive argument
+    cdef double e
+    if x >= 0.0:
+        return 1.0 / (1.0 + exp(-x))
+    e = exp(x)
+    return e / (1.0 + e)
+
+
+# ---------------------------------------------------------------------------
+# The kernels: one node's forward value and one node's chain rule.
+# Pure C on purpose (tests/test_kernels.py checks the annotation).
+
+# Children are raw PyObject* to Values; these read and update them without
+# touching reference counts.
+
+cdef inline double _data(PyObject* node) noexcept:
+    return (<Value>node).data
+
+cdef inline double* _gradp(PyObject* node) noexcept:
+    return &(<Value>node).grad
+
+cdef inline void _acc(PyObject* node, double d) noexcept:
+    _gradp(node)[0] += d
+
+cdef inline unsigned char* _flagsp(PyObject* node) noexcept:
+    return &(<Value>node)._flags
+
+
+@cython.cdivision(True)
+cdef int _eval(PyObject* node) noexcept:
+    """Recompute node's data from its children. Returns an Err code, OK when fine."""
+    cdef PyObject* a = (<Value>node)._a
+    cdef PyObject* b = (<Value>node)._b
+    cdef PyObject** kids = (<Value>node)._kids
+    cdef unsigned int i, n = (<Value>node)._n
+    cdef unsigned char op = (<Value>node)._opcode
+    cdef double* out = &(<Value>node).data
+    cdef double acc, x, y
+    if op == LEAF or op == CUSTOM:
+        return OK
+    elif op == ADD:
+        out[0] = _data(a) + _data(b)
+    elif op == SUB:
+        out[0] = _data(a) - _data(b)
+    elif op == MUL:
+        out[0] = _data(a) * _data(b)
+    elif op == DIV:
+        y = _data(b)
+        if y == 0.0:
+            return ERR_DIV_ZERO
+        out[0] = _data(a) / y
+    elif op == NEG:
+        out[0] = -_data(a)
+    elif op == POW:
+        return _pow(_data(a), (<Value>node)._c, out)
+    elif op == POWV:
+        return _pow(_data(a), _data(b), out)
+    elif op == RELU:
+        x = _data(a)
+        out[0] = 0.0 if x < 0.0 else x
+    elif op == TANH:
+        out[0] = tanh(_data(a))
+    elif op == EXP:
+        x = _data(a)
+        y = exp(x)
+        if isinf(y) and isfinite(x):
+            return ERR_EXP_RANGE
+        out[0] = y
+    elif op == LOG:
+        x = _data(a)
+        if not x > 0.0 and x == x:  # NaN passes through, as in math.log
+            return ERR_LOG_DOMAIN
+        out[0] = log(x)
+    elif op == SIGMOID:
+        out[0] = _sigmoid(_data(a))
+    elif op == SUM:
+        acc = 0.0  # as Python's sum(): 0 + a + b + ...
+        for i in range(n):
+            acc += _data(kids[i])
+        out[0] = acc
+    elif op == DOT:
+        n = n // 2
+        acc = _data(kids[2 * n]) if (<Value>node)._flags & HAS_BIAS else 0.0
+        for i in range(n):  # bias + w0*x0 + w1*x1 + ..., micrograd's Neuron order
+            acc += _data(kids[i]) * _data(kids[n + i])
+        out[0] = acc
+    return OK
+
+
+@cython.cdivision(True)
+cdef void _backprop(PyObject* node) noexcept:
+    """Add d(node)/d(child) * node.grad into each child's grad (PyTorch's rules at the edges)."""
+    cdef PyObject* a = (<Value>node)._a
+    cdef PyObject* b = (<Value>node)._b
+    cdef PyObject** kids = (<Value>node)._kids
+    cdef unsigned int i, n = (<Value>node)._n
+    cdef unsigned char op = (<Value>node)._opcode
+    cdef double g = (<Value>node).grad, out = (<Value>node).data, c = (<Value>node)._c
+    cdef double x, y
+    if op == LEAF or op == CUSTOM:
+        return
+    elif op == ADD:
+        _acc(a, g)
+        _acc(b, g)
+    elif op == SUB:
+        _acc(a, g)
+        _acc(b, -g)
+    elif op == MUL:
+        _acc(a, _data(b) * g)
+        _acc(b, _data(a) * g)
+    elif op == DIV:
+        y = _data(b)
+        _acc(a, g / y)
+        _acc(b, -g * (out / y))
+    elif op == NEG:
+        _acc(a, -g)
+    elif op == POW:
+        if c != 0.0:  # d(x**0)/dx is 0 everywhere, 0 included
+            _acc(a, (c * pow(_data(a), c - 1.0)) * g)
+    elif op == POWV:
+        x = _data(a)
+        y = _data(b)
+        if y != 0.0:
+            _acc(a, (y * pow(x, y - 1.0)) * g)
+        if not (x == 0.0 and y >= 0.0):
+            _acc(b, (out * log(x)) * g)
+    elif op == RELU:
+        if out > 0.0:
+            _acc(a, g)
+    elif op == TANH:
+        _acc(a, g * (1.0 - out * out))
+    elif op == EXP:
+        _acc(a, g * out)
+    elif op == LOG:
+        _acc(a, g / _data(a))
+    elif op == SIGMOID:
+        _acc(a, g * (1.0 - out) * out)
+    elif op == SUM:
+        for i in range(n):
+            _acc(kids[i], g)
+    elif op == DOT:
+        n = n // 2
+        for i in range(n):
+            _acc(kids[i], _data(kids[n + i]) * g)
+            _acc(kids[n + i], _data(kids[i]) * g)
+        if (<Value>node)._flags & HAS_BIAS:
+            _acc(kids[2 * n], g)
+
+
+# ---------------------------------------------------------------------------
+# Topological order: an explicit stack, so no depth is too deep.
+
+ctypedef struct Frame:
+    PyObject* node
+    unsigned int next  # index of the next child to visit
+
+
+cdef inline PyObject* _child(Value v, unsigned int i) noexcept:
+    if v._kids != NULL:
+        return v._kids[i] if i < v._n else NULL
+    if i == 0:
+        return v._a
+    if i == 1:
+        return v._b
+    return NULL
+
+
+cdef inline int _grow(void** buf, Py_ssize_t* cap, size_t item) noexcept:
+    cdef Py_ssize_t new_cap = cap[0] * 2
+    cdef void* p = PyMem_Realloc(buf[0], new_cap * item)
+    if p == NULL:
+        return -1
+    buf[0] = p
+    cap[0] = new_cap
+    return 0
+
+
+cdef Py_ssize_t _order(Value root, PyObject*** out) except -1:
+    """Fill out[0] with root's graph, children before parents; returns the count."""
+    cdef Py_ssize_t n = 0, cap = 256, sp = 1, scap = 64, i
+    cdef PyObject** topo = <PyObject**>PyMem_Malloc(cap * sizeof(PyObject*))
+    cdef Frame* stack = <Frame*>PyMem_Malloc(scap * sizeof(Frame))
+    cdef Frame* top
+    cdef PyObject* c
+    cdef bint failed = False
+    if topo == NULL or stack == NULL:
+        PyMem_Free(topo)
+        PyMem_Free(stack)
+        raise MemoryError()
+    root._flags |= VISITED
+    stack[0].node = <PyObject*>root
+    stack[0].next = 0
+    while sp:
+        top = &stack[sp - 1]
+        c = _child(<Value>top.node, top.next)
+        if c == NULL:  # all children placed: the node follows them
+            if n == cap and _grow(<void**>&topo, &cap, sizeof(PyObject*)) < 0:
+                failed = True
+                break
+            topo[n] = top.node
+            n += 1
+            sp -= 1
+            continue
+        top.next += 1
+        if _flagsp(c)[0] & VISITED:
+            continue
+        _flagsp(c)[0] |= VISITED
+        if sp == scap and _grow(<void**>&stack, &scap, sizeof(Frame)) < 0:
+            failed = True
+            break
+        stack[sp].node = c
+        stack[sp].next = 0
+        sp += 1
+    # the marks live only while ordering
+    for i in range(n):
+        _flagsp(topo[i])[0] &= ~VISITED
+    for i in range(sp):
+        _flagsp(stack[i].node)[0] &= ~VISITED
+    PyMem_Free(stack)
+    if failed:
+        PyMem_Free(topo)
+        raise MemoryError("out of memory ordering the graph")
+    out[0] = topo
+    return n
+
+
+# ---------------------------------------------------------------------------
+# Freeing: Value is not tracked by the cyclic GC (a DAG of child references
+# cannot form a cycle), so CPython's trashcan does not guard deep chains.
+# A node that is the last owner of a child hands it to this stack instead of
+# releasing it recursively; the outermost dealloc drains it.
+
+cdef PyObject** _pending = NULL
+cdef Py_ssize_t _npending = 0
+cdef Py_ssize_t _cap_pending = 0
+cdef bint _draining = False
+
+
+cdef inline void _release(PyObject* child) noexcept:
+    global _pending, _npending, _cap_pending
+    if child == NULL:
+        return
+    if Py_REFCNT(child) > 1:
+        _decref(child)  # someone else still holds it: no dealloc here
+        return
+    if _npending == _cap_pending:
+        if _cap_pending == 0:
+            _cap_pending = 1024
+            _pending = <PyObject**>PyMem_Malloc(_cap_pending * sizeof(PyObject*))
+            if _pending == NULL:
+                _cap_pending = 0
+                _decref(child)  # out of memory: recurse, as a GC-less type would
+                return
+        elif _grow(<void**>&_pending, &_cap_pending, sizeof(PyObject*)) < 0:
+            _decref(child)
+            return
+    _pending[_npending] = child  # our reference moves to the stack
+    _npending += 1
+
+
+cdef inline void _drain() noexcept:
+    global _pending, _npending, _cap_pending, _draining
+    _draining = True
+    while _npending:
+        _npending -= 1
+        _decref(_pending[_npending])  # its dealloc pushes its own children
+    _draining = False
+    if _cap_pending > 65536:  # give back what a huge graph needed
+        PyMem_Free(_pending)
+        _pending = NULL
+        _cap_pending = 0
+
+
+# ---------------------------------------------------------------------------
+# Turning Python numbers into doubles
+
+cdef int _real(object x, double* out) except -1:
+    """Store x as a double and return 1 if x is a real number, else return 0."""
+    if type(x) is float:
+        out[0] = <double>x
+        return 1
+    if isinstance(x, (int, float)) or isinstance(x, _Real):
+        out[0] = float(x)
+        return 1
+    return 0
+
+
+cdef double _data_arg(object x) except? -1.0:
+    cdef double d
+    if not _real(x, &d):
+        raise TypeError(f"Value data must be a real number (int, float or a numpy "
+                        f"scalar), not {type(x).__name__!r}")
+    return d
+
+
+cdef inline Value _leaf(double d):
+    cdef Value v = Value.__new__(Value)
+    v.data = d
+    v._flags = INITIALIZED
+    return v
+
+
+cdef inline object _coerce(object x):
+    """x as a Value, or None when x is not a real number."""
+    cdef double d
+    if type(x) is Value:
+        return x
+    if _real(x, &d):
+        return _leaf(d)
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Building nodes: every op makes its output the same way.
+
+cdef inline Value _new(unsigned char op):
+    cdef Value out = Value.__new__(Value)
+    out._opcode = op
+    out._flags = INITIALIZED
+    return out
+
+
+cdef inline Value _finish(Value out):
+    cdef int err = _eval(<PyObject*>out)
+    if err:
+        _raise(err)
+    return out
+
+
+cdef Value _unary(unsigned char op, Value a):
+    cdef Value out = _new(op)
+    Py_INCREF(a)
+    out._a = <PyObject*>a
+    return _finish(out)
+
+
+cdef Value _binary(unsigned char op, Value a, Value b):
+    cdef Value out = _new(op)
+    Py_INCREF(a)
+    out._a = <PyObject*>a
+    Py_INCREF(b)
+    out._b = <PyObject*>b
+    return _finish(out)
+
+
+cdef object _apply(unsigned char op, object x, object y):
+    """x op y for numbers or Values on either side; NotImplemented for anything else."""
+    a = _coerce(x)
+    if a is None:
+        return NotImplemented
+    b = _coerce(y)
+    if b is None:
+        return NotImplemented
+    return _binary(op, a, b)
+
+
+cdef int _set_kids(Value out, object items, Py_ssize_t extra) except -1:
+    """Own a reference to each item (numbers become leaves) in out._kids[out._n:]."""
+    cdef Py_ssize_t i, n = PySequence_Fast_GET_SIZE(items)
+    cdef PyObject** src = PySequence_Fast_ITEMS(items)
+    cdef object v
+    if out._kids == NULL:
+        if n + extra > 0xFFFFFFFF:
+            raise OverflowError("a node takes at most 2**32 - 1 children")
+        out._kids = <PyObject**>PyMem_Malloc(max(n + extra, 1) * sizeof(PyObject*))
+        if out._kids == NULL:
+            raise MemoryError()
+    for i in range(n):
+        v = <object>src[i]
+        if type(v) is not Value:
+            v = _coerce(v)
+            if v is None:
+                raise TypeError(f"expected a Value or a real number, not {type(<object>src[i]).__name__!r}")
+        Py_INCREF(v)
+        out._kids[out._n] = <PyObject*>v
+        out._n += 1
+    return 0
+
+
+_OP_NAMES = {LEAF: '', ADD: '+', SUB: '-', MUL: '*', DIV: '/', NEG: 'neg', POWV: '**',
+             RELU: 'ReLU', TANH: 'tanh', EXP: 'exp', LOG: 'log', SIGMOID: 'sigmoid',
+             SUM: 'sum', DOT: 'dot'}
+
+
+@cython.final
+@cython.no_gc
+cdef class _Aux:
+    def __cinit__(self):
+        self.label = ''
+
+    def __dealloc__(self):
+        PyMem_Free(self.topo)
+
+
+cdef _Aux _aux_of(Value v):
+    if v._aux is None:
+        v._aux = _Aux.__new__(_Aux)
+    return v._aux
+
+
+cdef _Aux _tape_of(Value root):
+    """root's graph in topological order, built once and kept on root."""
+    aux = _aux_of(root)
+    if aux.topo == NULL:
+        aux.ntopo = _order(root, &aux.topo)
+    return aux
+
+
+def _restore(data, grad, label):
+    """Unpickle a Value: a leaf with the same data, grad and label."""
+    v = Value(data, label=label)
+    v.grad = grad
+    return v
+
+
+@cython.final
+@cython.no_gc
+@cython.freelist(256)
+cdef class Value:
+    """Stores a single scalar value and its gradient."""
+
+    __array_ufunc__ = None  # numpy scalars on the left defer to our reflected operators
+
+    def __init__(self, data, _children=(), str _op='', str label=''):
+        if self._flags & INITIALIZED:
+            raise RuntimeError("Value.__init__ may run only once per Value")
+        self.data = _data_arg(data)
+        children = PySequence_Fast(_children, "_children must be a sequence of Values")
+        for c in children:
+            if type(c) is not Value:
+                raise TypeError(f"_children must hold Values, not {type(c).__name__!r}")
+        if PySequence_Fast_GET_SIZE(children):
+            _set_kids(self, children, 0)
+            self._opcode = CUSTOM
+        if _op or label:
+            _aux_of(self).op_name = _op
+            self._aux.label = label
+        self._flags |= INITIALIZED
+
+    def __dealloc__(self):
+        cdef unsigned int i
+        _release(self._a)
+        _release(self._b)
+        if self._kids != NULL:
+            for i in range(self._n):
+                _release(self._kids[i])
+            PyMem_Free(self._kids)
+        if not _draining:
+            _drain()
+
+    # -- micrograd's public surface ------------------------------------------
+
+    @property
+    def _prev(self):
+        """The set of this node's children."""
+        cdef unsigned int i
+        s = set()
+        if self._a != NULL:
+            s.add(<object>self._a)
+        if self._b != NULL:
+            s.add(<object>self._b)
+        for i in range(self._n):
+            s.add(<object>self._kids[i])
+        return s
+
+    @property
+    def _op(self):
+        """The op that produced this node, as micrograd names it ('' for a leaf)."""
+        if self._aux is not None and self._aux.op_name:
+            return self._aux.op_name
+        if self._opcode == POW:
+            return f'**{int(self._c)}' if self._flags & INT_EXPONENT else f'**{self._c}'
+        return _OP_NAMES[self._opcode]
+
+    @property
+    def label(self):
+        return '' if self._aux is None else self._aux.label
+
+    @label.setter
+    def label(self, str value not None):
+        _aux_of(self).label = value
+
+    def __repr__(self):
+        return f"Value(data={self.data}, grad={self.grad})"
+
+    def __reduce__(self):
+        # a pickled Value is a leaf: its graph history is not kept
+        return (_restore, (self.data, self.grad, self.label))
+
+    # -- operators ------------------------------------------------------------
+
+    def __add__(self, other):
+        return _apply(ADD, self, other)
+
+    def __mul__(self, other):
+        return _apply(MUL, self, other)
+
+    def __sub__(self, other):
+        return _apply(SUB, self, other)
+
+    def __truediv__(self, other):
+        return _apply(DIV, self, other)
+
+    def __pow__(self, other, mod):
+        cdef Value out
+        cdef double c
+        if mod is not None:
+            return NotImplemented
+        if type(other) is Value:
+            return _binary(POWV, self, other)
+        if not _real(other, &c):
+            return NotImplemented
+        out = _new(POW)
+        out._c = c
+        if isinstance(other, (int, _Integral)):
+            out._flags |= INT_EXPONENT
+        Py_INCREF(self)
+        out._a = <PyObject*>self
+        return _finish(out)
+
+    def __neg__(self):  # -self
+        return _unary(NEG, self)
+
+    def __radd__(self, other):  # other + self
+        return _apply(ADD, other, self)
+
+    def __rmul__(self, other):  # other * self
+        return _apply(MUL, other, self)
+
+    def __rsub__(self, other):  # other - self
+        return _apply(SUB, other, self)
+
+    def __rtruediv__(self, other):  # other / self
+        return _apply(DIV, other, self)
+
+    def __rpow__(self, other, mod):  # other ** self
+        return NotImplemented if mod is not None else _apply(POWV, other, self)
+
+    def relu(self):
+        return _unary(RELU, self)
+
+    def tanh(self):
+        return _unary(TANH, self)
+
+    def exp(self):
+        return _unary(EXP, self)
+
+    def log(self):
+        return _unary(LOG, self)
+
+    def sigmoid(self):
+        return _unary(SIGMOID, self)
+
+    # -- fused n-ary nodes ----------------------------------------------------
+
+    @staticmethod
+    def sum(values):
+        """One node for values[0] + values[1] + ... (numbers become leaves)."""
+        items = PySequence_Fast(values, "Value.sum() takes an iterable")
+        out = _new(SUM)
+        _set_kids(out, items, 0)
+        return _finish(out)
+
+    @staticmethod
+    def dot(weights, inputs, bias=None):
+        """One node for bias + w[0]*x[0] + w[1]*x[1] + ..., micrograd's Neuron sum."""
+        w = PySequence_Fast(weights, "Value.dot() takes sequences of weights and inputs")
+        x = PySequence_Fast(inputs, "Value.dot() takes sequences of weights and inputs")
+        if PySequence_Fast_GET_SIZE(w) != PySequence_Fast_GET_SIZE(x):
+            raise ValueError(f"Value.dot() needs as many weights as inputs, got "
+                             f"{PySequence_Fast_GET_SIZE(w)} and {PySequence_Fast_GET_SIZE(x)}")
+        out = _new(DOT)
+        nb = 0 if bias is None else 1
+        _set_kids(out, w, PySequence_Fast_GET_SIZE(x) + nb)
+        _set_kids(out, x, 0)
+        if bias is not None:
+            _set_kids(out, (bias,), 0)
+            out._flags |= HAS_BIAS
+        return _finish(out)
+
+    # -- the graph as a whole --------------------------------------------------
+
+    def backward(self):
+        """Set every node's grad to d(self)/d(node); leaves accumulate (+=)."""
+        cdef Py_ssize_t i
+        cdef _Aux tape = _tape_of(self)
+        cdef PyObject** topo = tape.topo
+        # interior grads restart at zero, so a second backward() adds to leaves only once
+        for i in range(tape.ntopo):
+            if (<Value>topo[i])._opcode > CUSTOM:
+                _gradp(topo[i])[0] = 0.0
+        self.grad = 1.0
+        # go one node at a time, parents before children, and apply the chain rule
+        for i in range(tape.ntopo - 1, -1, -1):
+            _backprop(topo[i])
+
+    def forward(self):
+        """Recompute every node's data from the leaves, in the cached order (replay).
+
+        The graph's structure is what it was when built: Python control flow that
+        depended on data is not re-run. Returns self.
+        """
+        cdef Py_ssize_t i
+        cdef int err = OK
+        cdef _Aux tape = _tape_of(self)
+        cdef PyObject** topo = tape.topo
+        for i in range(tape.ntopo):
+            err = _eval(topo[i])
+            if err:
+                break
+        if err:
+            _raise(err)
+        return self
