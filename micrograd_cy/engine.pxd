@@ -32,6 +32,7 @@ cdef class _Aux:
     cdef str op_name
     cdef PyObject** topo       # borrowed: the root keeps every node of its graph alive
     cdef Py_ssize_t ntopo
+    cdef unsigned long long zeroed_at  # _backward_runs when the interior grads were last zeroed
 
 
 cdef class Value:

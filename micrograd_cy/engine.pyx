@@ -266,6 +266,8 @@ cdef Py_ssize_t _order(Value root, PyObject*** out) except -1:
             if n == cap and _grow(<void**>&topo, &cap, sizeof(PyObject*)) < 0:
                 failed = True
                 break
+            if (<Value>top.node)._opcode > CUSTOM:  # interior grads start each backward at 0
+                _gradp(top.node)[0] = 0.0
             topo[n] = top.node
             n += 1
             sp -= 1
@@ -274,6 +276,13 @@ cdef Py_ssize_t _order(Value root, PyObject*** out) except -1:
         if _flagsp(c)[0] & VISITED:
             continue
         _flagsp(c)[0] |= VISITED
+        if (<Value>c)._a == NULL and (<Value>c)._kids == NULL:  # childless: placed at once
+            if n == cap and _grow(<void**>&topo, &cap, sizeof(PyObject*)) < 0:
+                failed = True
+                break
+            topo[n] = c
+            n += 1
+            continue
         if sp == scap and _grow(<void**>&stack, &scap, sizeof(Frame)) < 0:
             failed = True
             break
@@ -467,11 +476,17 @@ cdef _Aux _aux_of(Value v):
     return v._aux
 
 
+# Each backward() counts here. A tape whose interior grads were zeroed after the
+# last backward() anywhere (by _order or forward()) need not zero them again.
+cdef unsigned long long _backward_runs = 0
+
+
 cdef _Aux _tape_of(Value root):
     """root's graph in topological order, built once and kept on root."""
     aux = _aux_of(root)
     if aux.topo == NULL:
         aux.ntopo = _order(root, &aux.topo)
+        aux.zeroed_at = _backward_runs
     return aux
 
 
@@ -651,17 +666,21 @@ cdef class Value:
 
     def backward(self):
         """Set every node's grad to d(self)/d(node); leaves accumulate (+=)."""
+        global _backward_runs
         cdef Py_ssize_t i
         cdef _Aux tape = _tape_of(self)
         cdef PyObject** topo = tape.topo
         # interior grads restart at zero, so a second backward() adds to leaves only once
-        for i in range(tape.ntopo):
-            if (<Value>topo[i])._opcode > CUSTOM:
-                _gradp(topo[i])[0] = 0.0
+        if tape.zeroed_at != _backward_runs:
+            for i in range(tape.ntopo):
+                if (<Value>topo[i])._opcode > CUSTOM:
+                    _gradp(topo[i])[0] = 0.0
+        _backward_runs += 1
         self.grad = 1.0
         # go one node at a time, parents before children, and apply the chain rule
         for i in range(tape.ntopo - 1, -1, -1):
-            _backprop(topo[i])
+            if (<Value>topo[i])._opcode > CUSTOM:
+                _backprop(topo[i])
 
     def forward(self):
         """Recompute every node's data from the leaves, in the cached order (replay).
@@ -674,9 +693,12 @@ cdef class Value:
         cdef _Aux tape = _tape_of(self)
         cdef PyObject** topo = tape.topo
         for i in range(tape.ntopo):
-            err = _eval(topo[i])
-            if err:
-                break
+            if (<Value>topo[i])._opcode > CUSTOM:
+                _gradp(topo[i])[0] = 0.0  # stale: they belonged to the old data
+                err = _eval(topo[i])
+                if err:
+                    break
+        tape.zeroed_at = _backward_runs
         if err:
             _raise(err)
         return self

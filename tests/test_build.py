@@ -1,0 +1,55 @@
+"""The engine that runs is the compiled one, and the package exposes micrograd's names."""
+import importlib.machinery
+import sys
+
+import micrograd_cy
+import micrograd_cy.engine
+import micrograd_cy.nn
+
+
+def test_engine_is_an_extension_module():
+    path = micrograd_cy.engine.__file__
+    assert path.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), path
+    assert isinstance(micrograd_cy.engine.__loader__, importlib.machinery.ExtensionFileLoader)
+
+
+def test_value_is_a_compiled_type():
+    v = micrograd_cy.Value(1.0)
+    assert not hasattr(v, "__dict__")  # a C struct, not a Python object with a dict
+    assert type(vars(micrograd_cy.Value)["__init__"]).__name__ == "wrapper_descriptor"
+
+
+def test_nn_uses_the_compiled_value():
+    assert micrograd_cy.nn.Value is micrograd_cy.engine.Value
+
+
+def test_public_names_match_upstream():
+    import micrograd.engine as up_engine
+    import micrograd.nn as up_nn
+    for name in ["Module", "Neuron", "Layer", "MLP"]:
+        assert hasattr(micrograd_cy.nn, name)
+    up_value_names = {n for n in vars(up_engine.Value) if not n.startswith("__") or n in
+                      {"__add__", "__mul__", "__pow__", "__neg__", "__radd__", "__sub__", "__rsub__",
+                       "__rmul__", "__truediv__", "__rtruediv__", "__repr__"}}
+    missing = {n for n in up_value_names if not hasattr(micrograd_cy.Value, n)}
+    assert not missing
+    up_module_names = {n for n in vars(up_nn.Module) if not n.startswith("_")}
+    assert up_module_names <= set(dir(micrograd_cy.nn.Module))
+
+
+def test_signatures_are_embedded():
+    assert micrograd_cy.Value.__doc__.startswith("Value(data, _children=(), str _op=''")
+
+
+def test_install_as_micrograd(monkeypatch):
+    for name in ["micrograd", "micrograd.engine", "micrograd.nn"]:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    micrograd_cy.install_as_micrograd()
+    import micrograd
+    from micrograd.engine import Value
+    from micrograd.nn import MLP
+    assert micrograd is micrograd_cy
+    assert Value is micrograd_cy.Value
+    assert MLP is micrograd_cy.nn.MLP
+    out = MLP(2, [4, 1])([1.0, -2.0])
+    assert type(out) is micrograd_cy.Value

@@ -1,0 +1,59 @@
+"""Against upstream micrograd from PyPI: its demo trains the same on the compiled engine."""
+import gc
+
+import micrograd.engine
+import micrograd.nn
+import pytest
+
+from conftest import close
+from micrograd_cy import demo, engine, nn
+
+STEPS = 8  # upstream's pure-Python engine is slow: a few steps show the trajectory
+
+
+@pytest.fixture(scope="module")
+def upstream_history():
+    gc.disable()  # numbers are the same; upstream's closures make the GC slow
+    try:
+        return demo.train_moons(micrograd.nn, micrograd.engine.Value, steps=STEPS)[1]
+    finally:
+        gc.enable()
+
+
+def test_upstream_nn_runs_unchanged_on_the_compiled_engine(upstream_history):
+    up_nn = demo.upstream_nn(engine)
+    assert up_nn.Value is engine.Value and up_nn.MLP is not nn.MLP
+    model, history = demo.train_moons(up_nn, engine.Value, steps=STEPS)
+    assert type(model.parameters()[0]) is engine.Value
+    assert len(history) == STEPS
+    for (ours, acc), (theirs, up_acc) in zip(history, upstream_history):
+        assert close(ours, theirs), (ours, theirs)
+        assert acc == up_acc
+
+
+def test_native_nn_follows_the_same_trajectory(upstream_history):
+    _, history = demo.train_moons(nn, engine.Value, steps=STEPS)
+    for (ours, acc), (theirs, up_acc) in zip(history, upstream_history):
+        assert close(ours, theirs), (ours, theirs)
+        assert acc == up_acc
+    assert history[-1][0] < history[0][0]
+
+
+def test_reprs_match_upstream():
+    import random
+    random.seed(0)
+    ours = nn.MLP(3, [4, 2, 1])
+    random.seed(0)
+    theirs = micrograd.nn.MLP(3, [4, 2, 1])
+    assert repr(ours) == repr(theirs)
+    assert len(ours.parameters()) == len(theirs.parameters())
+    assert [p.data for p in ours.parameters()] == [p.data for p in theirs.parameters()]
+    assert repr(nn.Neuron(3)) == "ReLUNeuron(3)" and repr(nn.Neuron(2, nonlin=False)) == "LinearNeuron(2)"
+
+
+def test_zero_grad():
+    model = nn.MLP(2, [3, 1])
+    model([1.0, 2.0]).backward()
+    assert any(p.grad for p in model.parameters())
+    model.zero_grad()
+    assert all(p.grad == 0.0 for p in model.parameters())
