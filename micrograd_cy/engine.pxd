@@ -20,7 +20,8 @@ cdef enum Op:
     DOT       # n-ary: _kids = w[0..n), x[0..n), optional bias
 
 cdef enum Flag:
-    VISITED = 1        # set only while a topological order is being built
+    EXPANDED = 1       # EXPANDED and PLACED are set only while an order is being built
+    PLACED = 16
     INT_EXPONENT = 2   # POW's exponent was an int: _op shows '**2', not '**2.0'
     HAS_BIAS = 4       # DOT's last kid is the bias
     INITIALIZED = 8    # __init__ has run
@@ -35,14 +36,19 @@ cdef class _Aux:
     cdef unsigned long long zeroed_at  # _backward_runs when the interior grads were last zeroed
 
 
+cdef union _Slot:
+    PyObject* b         # binary ops: the second child (the first is _a)
+    PyObject** kids     # n-ary ops (SUM, DOT, CUSTOM): an array of _n children
+    double c            # POW: the constant exponent
+
+
 cdef class Value:
-    cdef public double data
-    cdef public double grad
-    cdef double _c             # POW's exponent
-    cdef PyObject* _a          # owned references to the children (NULL when absent)
-    cdef PyObject* _b
-    cdef PyObject** _kids      # n-ary children, owned, _n of them
-    cdef unsigned int _n
+    # 64 bytes with the object header; what backward() reads shares one cache line
     cdef unsigned char _opcode
     cdef unsigned char _flags
+    cdef unsigned int _n       # number of children
+    cdef PyObject* _a          # owned references to the children (NULL when absent)
+    cdef _Slot _s
+    cdef public double data
+    cdef public double grad
     cdef _Aux _aux             # None for most nodes

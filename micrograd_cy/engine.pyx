@@ -12,6 +12,20 @@ from libc.math cimport exp, floor, isfinite, isinf, log, pow, tanh
 
 import numbers
 
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+    #define mgcy_prefetch(p) __builtin_prefetch((const void *)(p), 1, 3)
+    #else
+    #define mgcy_prefetch(p) ((void)0)
+    #endif
+    """
+    void _prefetch "mgcy_prefetch"(const void*) noexcept nogil
+
+# Nodes lie scattered in memory; the per-node loops ask for a node this many
+# steps ahead of the one they work on.
+DEF PREFETCH = 8
+
 cdef extern from "Python.h":
     Py_ssize_t Py_REFCNT(PyObject*)
     void _decref "Py_DECREF"(PyObject*)
@@ -94,13 +108,23 @@ cdef inline void _acc(PyObject* node, double d) noexcept:
 cdef inline unsigned char* _flagsp(PyObject* node) noexcept:
     return &(<Value>node)._flags
 
+cdef inline bint _nary(unsigned char op) noexcept:
+    return op == SUM or op == DOT or op == CUSTOM
+
+cdef inline PyObject** _children(PyObject* node) noexcept:
+    """The node's _n children: an array of its own for n-ary ops, else _a and _s.b."""
+    if _nary((<Value>node)._opcode):
+        return (<Value>node)._s.kids
+    return &(<Value>node)._a  # _s follows _a: checked at import
+
 
 @cython.cdivision(True)
 cdef int _eval(PyObject* node) noexcept:
     """Recompute node's data from its children. Returns an Err code, OK when fine."""
     cdef PyObject* a = (<Value>node)._a
-    cdef PyObject* b = (<Value>node)._b
-    cdef PyObject** kids = (<Value>node)._kids
+    cdef _Slot s = (<Value>node)._s
+    cdef PyObject* b = s.b
+    cdef PyObject** kids = s.kids
     cdef unsigned int i, n = (<Value>node)._n
     cdef unsigned char op = (<Value>node)._opcode
     cdef double* out = &(<Value>node).data
@@ -121,7 +145,7 @@ cdef int _eval(PyObject* node) noexcept:
     elif op == NEG:
         out[0] = -_data(a)
     elif op == POW:
-        return _pow(_data(a), (<Value>node)._c, out)
+        return _pow(_data(a), s.c, out)
     elif op == POWV:
         return _pow(_data(a), _data(b), out)
     elif op == RELU:
@@ -160,11 +184,12 @@ cdef int _eval(PyObject* node) noexcept:
 cdef void _backprop(PyObject* node) noexcept:
     """Add d(node)/d(child) * node.grad into each child's grad (PyTorch's rules at the edges)."""
     cdef PyObject* a = (<Value>node)._a
-    cdef PyObject* b = (<Value>node)._b
-    cdef PyObject** kids = (<Value>node)._kids
+    cdef _Slot s = (<Value>node)._s
+    cdef PyObject* b = s.b
+    cdef PyObject** kids = s.kids
     cdef unsigned int i, n = (<Value>node)._n
     cdef unsigned char op = (<Value>node)._opcode
-    cdef double g = (<Value>node).grad, out = (<Value>node).data, c = (<Value>node)._c
+    cdef double g = (<Value>node).grad, out = (<Value>node).data, c = s.c
     cdef double x, y
     if op == LEAF or op == CUSTOM:
         return
@@ -219,21 +244,6 @@ cdef void _backprop(PyObject* node) noexcept:
 # ---------------------------------------------------------------------------
 # Topological order: an explicit stack, so no depth is too deep.
 
-ctypedef struct Frame:
-    PyObject* node
-    unsigned int next  # index of the next child to visit
-
-
-cdef inline PyObject* _child(Value v, unsigned int i) noexcept:
-    if v._kids != NULL:
-        return v._kids[i] if i < v._n else NULL
-    if i == 0:
-        return v._a
-    if i == 1:
-        return v._b
-    return NULL
-
-
 cdef inline int _grow(void** buf, Py_ssize_t* cap, size_t item) noexcept:
     cdef Py_ssize_t new_cap = cap[0] * 2
     cdef void* p = PyMem_Realloc(buf[0], new_cap * item)
@@ -244,61 +254,103 @@ cdef inline int _grow(void** buf, Py_ssize_t* cap, size_t item) noexcept:
     return 0
 
 
+cdef inline void _unmark(PyObject* node) noexcept:
+    _flagsp(node)[0] &= ~(EXPANDED | PLACED)
+
+
+# Sizes the last ordering needed: a training loop builds graphs of one size, so the
+# next ordering allocates once instead of growing.
+cdef Py_ssize_t _topo_hint = 256
+cdef Py_ssize_t _stack_hint = 64
+
+
 cdef Py_ssize_t _order(Value root, PyObject*** out) except -1:
-    """Fill out[0] with root's graph, children before parents; returns the count."""
-    cdef Py_ssize_t n = 0, cap = 256, sp = 1, scap = 64, i
+    """Fill out[0] with root's graph, children before parents; returns the count.
+
+    Depth-first: a node is EXPANDED when first popped (its unplaced children are pushed
+    above it) and PLACED when popped again. A child may be pushed twice; the second copy
+    finds it PLACED and is dropped. In a DAG an EXPANDED child is always PLACED already.
+    The marks stay on the nodes: the caller's first pass over the order must clear them
+    (_unmark), before anything else can order a graph.
+    """
+    global _topo_hint, _stack_hint
+    cdef Py_ssize_t n = 0, cap = _topo_hint, sp = 1, scap = _stack_hint, i
     cdef PyObject** topo = <PyObject**>PyMem_Malloc(cap * sizeof(PyObject*))
-    cdef Frame* stack = <Frame*>PyMem_Malloc(scap * sizeof(Frame))
-    cdef Frame* top
+    cdef PyObject** stack = <PyObject**>PyMem_Malloc(scap * sizeof(PyObject*))
+    cdef PyObject* node
     cdef PyObject* c
+    cdef PyObject** kids
+    cdef unsigned int k, nk
+    cdef unsigned char* f
     cdef bint failed = False
     if topo == NULL or stack == NULL:
         PyMem_Free(topo)
         PyMem_Free(stack)
         raise MemoryError()
-    root._flags |= VISITED
-    stack[0].node = <PyObject*>root
-    stack[0].next = 0
+    stack[0] = <PyObject*>root
     while sp:
-        top = &stack[sp - 1]
-        c = _child(<Value>top.node, top.next)
-        if c == NULL:  # all children placed: the node follows them
-            if n == cap and _grow(<void**>&topo, &cap, sizeof(PyObject*)) < 0:
-                failed = True
-                break
-            if (<Value>top.node)._opcode > CUSTOM:  # interior grads start each backward at 0
-                _gradp(top.node)[0] = 0.0
-            topo[n] = top.node
-            n += 1
+        node = stack[sp - 1]
+        f = _flagsp(node)
+        if f[0] & PLACED:
             sp -= 1
             continue
-        top.next += 1
-        if _flagsp(c)[0] & VISITED:
-            continue
-        _flagsp(c)[0] |= VISITED
-        if (<Value>c)._a == NULL and (<Value>c)._kids == NULL:  # childless: placed at once
+        if f[0] & EXPANDED:  # its children are placed: the node follows them
+            sp -= 1
             if n == cap and _grow(<void**>&topo, &cap, sizeof(PyObject*)) < 0:
                 failed = True
                 break
-            topo[n] = c
+            f[0] |= PLACED
+            if (<Value>node)._opcode > CUSTOM:  # interior grads start each backward at 0
+                _gradp(node)[0] = 0.0
+            topo[n] = node
             n += 1
             continue
-        if sp == scap and _grow(<void**>&stack, &scap, sizeof(Frame)) < 0:
-            failed = True
-            break
-        stack[sp].node = c
-        stack[sp].next = 0
-        sp += 1
-    # the marks live only while ordering
-    for i in range(n):
-        _flagsp(topo[i])[0] &= ~VISITED
-    for i in range(sp):
-        _flagsp(stack[i].node)[0] &= ~VISITED
+        f[0] |= EXPANDED
+        kids = _children(node)
+        nk = (<Value>node)._n
+        if sp + nk > scap:
+            while sp + nk > scap:
+                if _grow(<void**>&stack, &scap, sizeof(PyObject*)) < 0:
+                    failed = True
+                    break
+            if failed:
+                break
+        if n + nk > cap:
+            while n + nk > cap:
+                if _grow(<void**>&topo, &cap, sizeof(PyObject*)) < 0:
+                    failed = True
+                    break
+            if failed:
+                break
+        for k in range(nk):
+            c = kids[k]
+            if _flagsp(c)[0] & PLACED:
+                continue
+            if (<Value>c)._n == 0:  # childless: placed at once
+                _flagsp(c)[0] |= EXPANDED | PLACED
+                if (<Value>c)._opcode > CUSTOM:
+                    _gradp(c)[0] = 0.0
+                topo[n] = c
+                n += 1
+            else:
+                stack[sp] = c
+                sp += 1
     PyMem_Free(stack)
     if failed:
+        for i in range(n):
+            _unmark(topo[i])
+        for i in range(sp):
+            _unmark(stack[i])
         PyMem_Free(topo)
         raise MemoryError("out of memory ordering the graph")
-    out[0] = topo
+    _topo_hint = max(256, min(n, 1 << 20))
+    _stack_hint = max(64, min(scap, 1 << 20))
+    if cap > n:  # the tape stays as long as its root: keep only what it holds
+        out[0] = <PyObject**>PyMem_Realloc(topo, max(n, 1) * sizeof(PyObject*))
+        if out[0] == NULL:
+            out[0] = topo
+    else:
+        out[0] = topo
     return n
 
 
@@ -343,7 +395,7 @@ cdef inline void _drain() noexcept:
         _npending -= 1
         _decref(_pending[_npending])  # its dealloc pushes its own children
     _draining = False
-    if _cap_pending > 65536:  # give back what a huge graph needed
+    if _cap_pending > (1 << 20):  # give back what a huge graph needed
         PyMem_Free(_pending)
         _pending = NULL
         _cap_pending = 0
@@ -409,6 +461,7 @@ cdef Value _unary(unsigned char op, Value a):
     cdef Value out = _new(op)
     Py_INCREF(a)
     out._a = <PyObject*>a
+    out._n = 1
     return _finish(out)
 
 
@@ -417,7 +470,8 @@ cdef Value _binary(unsigned char op, Value a, Value b):
     Py_INCREF(a)
     out._a = <PyObject*>a
     Py_INCREF(b)
-    out._b = <PyObject*>b
+    out._s.b = <PyObject*>b
+    out._n = 2
     return _finish(out)
 
 
@@ -432,25 +486,49 @@ cdef object _apply(unsigned char op, object x, object y):
     return _binary(op, a, b)
 
 
+cdef Value _leaf_of(object x):
+    """x, a real number, as a leaf; TypeError for anything else."""
+    cdef double d
+    if not _real(x, &d):
+        raise TypeError(f"expected a Value or a real number, not {type(x).__name__!r}")
+    return _leaf(d)
+
+
+cdef Value _dot(object w, object x, object bias):
+    """The DOT node of w and x, two results of PySequence_Fast, plus bias if not None."""
+    cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(w)
+    if n != PySequence_Fast_GET_SIZE(x):
+        raise ValueError(f"a dot product needs as many weights as inputs, got "
+                         f"{n} and {PySequence_Fast_GET_SIZE(x)}")
+    out = _new(DOT)
+    _set_kids(out, w, n + (bias is not None))
+    _set_kids(out, x, 0)
+    if bias is not None:
+        _set_kids(out, (bias,), 0)
+        out._flags |= HAS_BIAS
+    return _finish(out)
+
+
 cdef int _set_kids(Value out, object items, Py_ssize_t extra) except -1:
-    """Own a reference to each item (numbers become leaves) in out._kids[out._n:]."""
+    """Own a reference to each item (numbers become leaves) in out._s.kids[out._n:].
+
+    The first call allocates room for n + extra children; out is n-ary already.
+    """
     cdef Py_ssize_t i, n = PySequence_Fast_GET_SIZE(items)
     cdef PyObject** src = PySequence_Fast_ITEMS(items)
     cdef object v
-    if out._kids == NULL:
+    if out._s.kids == NULL:
         if n + extra > 0xFFFFFFFF:
             raise OverflowError("a node takes at most 2**32 - 1 children")
-        out._kids = <PyObject**>PyMem_Malloc(max(n + extra, 1) * sizeof(PyObject*))
-        if out._kids == NULL:
+        out._s.kids = <PyObject**>PyMem_Malloc(max(n + extra, 1) * sizeof(PyObject*))
+        if out._s.kids == NULL:
             raise MemoryError()
     for i in range(n):
         v = <object>src[i]
         if type(v) is not Value:
-            v = _coerce(v)
-            if v is None:
-                raise TypeError(f"expected a Value or a real number, not {type(<object>src[i]).__name__!r}")
+            v = _leaf_of(v)
         Py_INCREF(v)
-        out._kids[out._n] = <PyObject*>v
+        out._s.kids[out._n] = <PyObject*>v
         out._n += 1
     return 0
 
@@ -490,6 +568,14 @@ cdef _Aux _tape_of(Value root):
     return aux
 
 
+cdef _check_layout():
+    cdef Value v = Value.__new__(Value)
+    if <char*>&v._s != <char*>&v._a + sizeof(PyObject*):
+        raise ImportError("micrograd_cy: Value's _a and _s are not adjacent; _children() needs them so")
+
+_check_layout()
+
+
 def _restore(data, grad, label):
     """Unpickle a Value: a leaf with the same data, grad and label."""
     v = Value(data, label=label)
@@ -514,8 +600,8 @@ cdef class Value:
             if type(c) is not Value:
                 raise TypeError(f"_children must hold Values, not {type(c).__name__!r}")
         if PySequence_Fast_GET_SIZE(children):
-            _set_kids(self, children, 0)
             self._opcode = CUSTOM
+            _set_kids(self, children, 0)
         if _op or label:
             _aux_of(self).op_name = _op
             self._aux.label = label
@@ -523,12 +609,11 @@ cdef class Value:
 
     def __dealloc__(self):
         cdef unsigned int i
-        _release(self._a)
-        _release(self._b)
-        if self._kids != NULL:
-            for i in range(self._n):
-                _release(self._kids[i])
-            PyMem_Free(self._kids)
+        cdef PyObject** kids = _children(<PyObject*>self)
+        for i in range(self._n):
+            _release(kids[i])
+        if _nary(self._opcode):
+            PyMem_Free(kids)
         if not _draining:
             _drain()
 
@@ -538,14 +623,8 @@ cdef class Value:
     def _prev(self):
         """The set of this node's children."""
         cdef unsigned int i
-        s = set()
-        if self._a != NULL:
-            s.add(<object>self._a)
-        if self._b != NULL:
-            s.add(<object>self._b)
-        for i in range(self._n):
-            s.add(<object>self._kids[i])
-        return s
+        cdef PyObject** kids = _children(<PyObject*>self)
+        return {<object>kids[i] for i in range(self._n)}
 
     @property
     def _op(self):
@@ -553,7 +632,7 @@ cdef class Value:
         if self._aux is not None and self._aux.op_name:
             return self._aux.op_name
         if self._opcode == POW:
-            return f'**{int(self._c)}' if self._flags & INT_EXPONENT else f'**{self._c}'
+            return f'**{int(self._s.c)}' if self._flags & INT_EXPONENT else f'**{self._s.c}'
         return _OP_NAMES[self._opcode]
 
     @property
@@ -595,7 +674,8 @@ cdef class Value:
         if not _real(other, &c):
             return NotImplemented
         out = _new(POW)
-        out._c = c
+        out._s.c = c
+        out._n = 1
         if isinstance(other, (int, _Integral)):
             out._flags |= INT_EXPONENT
         Py_INCREF(self)
@@ -648,19 +728,33 @@ cdef class Value:
     @staticmethod
     def dot(weights, inputs, bias=None):
         """One node for bias + w[0]*x[0] + w[1]*x[1] + ..., micrograd's Neuron sum."""
-        w = PySequence_Fast(weights, "Value.dot() takes sequences of weights and inputs")
-        x = PySequence_Fast(inputs, "Value.dot() takes sequences of weights and inputs")
-        if PySequence_Fast_GET_SIZE(w) != PySequence_Fast_GET_SIZE(x):
-            raise ValueError(f"Value.dot() needs as many weights as inputs, got "
-                             f"{PySequence_Fast_GET_SIZE(w)} and {PySequence_Fast_GET_SIZE(x)}")
-        out = _new(DOT)
-        nb = 0 if bias is None else 1
-        _set_kids(out, w, PySequence_Fast_GET_SIZE(x) + nb)
-        _set_kids(out, x, 0)
-        if bias is not None:
-            _set_kids(out, (bias,), 0)
-            out._flags |= HAS_BIAS
-        return _finish(out)
+        return _dot(PySequence_Fast(weights, "Value.dot() takes sequences of weights and inputs"),
+                    PySequence_Fast(inputs, "Value.dot() takes sequences of weights and inputs"),
+                    bias)
+
+    @staticmethod
+    def matvec(weights, inputs, biases=None, bint relu=False):
+        """[Value.dot(w, inputs, b) for w, b in zip(weights, biases)] in one call.
+
+        One dot node per row of weights, followed by a ReLU node if relu: a layer of
+        neurons. Numbers among the inputs become leaves once, shared by every row.
+        """
+        cdef Py_ssize_t j, m
+        rows = PySequence_Fast(weights, "Value.matvec() takes a sequence of weight rows")
+        x = [v if type(v) is Value else _leaf_of(v)
+             for v in PySequence_Fast(inputs, "Value.matvec() takes a sequence of inputs")]
+        m = PySequence_Fast_GET_SIZE(rows)
+        if biases is not None:
+            biases = PySequence_Fast(biases, "Value.matvec() takes a sequence of biases")
+            if PySequence_Fast_GET_SIZE(biases) != m:
+                raise ValueError(f"Value.matvec() needs one bias per row, got {m} rows and "
+                                 f"{PySequence_Fast_GET_SIZE(biases)} biases")
+        out = [None] * m
+        for j in range(m):
+            node = _dot(PySequence_Fast(rows[j], "each row of weights must be a sequence"), x,
+                        None if biases is None else biases[j])
+            out[j] = _unary(RELU, node) if relu else node
+        return out
 
     # -- the graph as a whole --------------------------------------------------
 
@@ -673,12 +767,17 @@ cdef class Value:
         # interior grads restart at zero, so a second backward() adds to leaves only once
         if tape.zeroed_at != _backward_runs:
             for i in range(tape.ntopo):
+                if i + PREFETCH < tape.ntopo:
+                    _prefetch(topo[i + PREFETCH])
                 if (<Value>topo[i])._opcode > CUSTOM:
                     _gradp(topo[i])[0] = 0.0
         _backward_runs += 1
         self.grad = 1.0
         # go one node at a time, parents before children, and apply the chain rule
         for i in range(tape.ntopo - 1, -1, -1):
+            if i >= PREFETCH:
+                _prefetch(topo[i - PREFETCH])
+            _unmark(topo[i])
             if (<Value>topo[i])._opcode > CUSTOM:
                 _backprop(topo[i])
 
@@ -693,12 +792,17 @@ cdef class Value:
         cdef _Aux tape = _tape_of(self)
         cdef PyObject** topo = tape.topo
         for i in range(tape.ntopo):
+            if i + PREFETCH < tape.ntopo:
+                _prefetch(topo[i + PREFETCH])
+            _unmark(topo[i])
             if (<Value>topo[i])._opcode > CUSTOM:
                 _gradp(topo[i])[0] = 0.0  # stale: they belonged to the old data
                 err = _eval(topo[i])
                 if err:
                     break
-        tape.zeroed_at = _backward_runs
         if err:
+            for i in range(i, tape.ntopo):  # a fresh order's marks must not outlive this call
+                _unmark(topo[i])
             _raise(err)
+        tape.zeroed_at = _backward_runs
         return self

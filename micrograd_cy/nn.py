@@ -1,12 +1,17 @@
 """Neurons, layers and MLPs out of Values: micrograd's nn.py, on the compiled engine.
 
-Pure Python on purpose. The one change from micrograd: a neuron's weighted sum is a
-single fused node, Value.dot(w, x, b), computed in the same order as micrograd's
-sum((wi*xi for ...), b), so the numbers are the same.
+Pure Python on purpose, with micrograd's classes, constructors and reprs. What differs is
+how a forward pass is built, never its numbers: a neuron's weighted sum is one fused node,
+Value.dot(w, x, b), summed in micrograd's order (b + w0*x0 + w1*x1 + ...), and a layer
+evaluates all its neurons in one call, Value.matvec.
 """
 import random
 
 from micrograd_cy.engine import Value
+
+# Bumped by every attribute assignment on any module: a layer re-reads its neurons'
+# parameters when it changed since the layer last looked.
+_generation = 0
 
 
 class Module:
@@ -17,6 +22,11 @@ class Module:
 
     def parameters(self):
         return []
+
+    def __setattr__(self, name, value):
+        global _generation
+        _generation += 1
+        object.__setattr__(self, name, value)
 
 
 class Neuron(Module):
@@ -38,13 +48,32 @@ class Neuron(Module):
 
 
 class Layer(Module):
+    """A layer of neurons. `neurons` is a tuple: replace it whole, and the layer notices."""
 
     def __init__(self, nin, nout, **kwargs):
-        self.neurons = [Neuron(nin, **kwargs) for _ in range(nout)]
+        self.neurons = tuple(Neuron(nin, **kwargs) for _ in range(nout))
 
     def __call__(self, x):
-        out = [n(x) for n in self.neurons]
+        if self.__dict__.get("_seen") != _generation:
+            self._read_neurons()
+        if self._relu is None:  # neurons differ in nonlinearity: one at a time
+            out = [n(x) for n in self.neurons]
+        else:
+            out = Value.matvec(self._w, x, self._b, self._relu)
         return out[0] if len(out) == 1 else out
+
+    def _read_neurons(self):
+        # written to __dict__ directly: a cache is not a change of structure
+        nonlins = {bool(n.nonlin) for n in self.neurons}
+        self.__dict__.update(
+            _w=[n.w for n in self.neurons],  # the neurons' own lists: edits to them show
+            _b=[n.b for n in self.neurons],
+            _relu=nonlins.pop() if len(nonlins) == 1 else None,
+            _seen=_generation,
+        )
+
+    def __getstate__(self):
+        return {"neurons": self.neurons}
 
     def parameters(self):
         return [p for n in self.neurons for p in n.parameters()]
