@@ -17,7 +17,7 @@ cdef enum Op:
     LOG
     SIGMOID
     SUM       # n-ary: sum of _kids
-    DOT       # n-ary: _kids = w[0..n), x[0..n), optional bias
+    DOT       # n-ary: kids = w[0..n), x[0..n), optional bias; optionally ReLU'd
 
 cdef enum Flag:
     EXPANDED = 1       # EXPANDED and PLACED are set only while an order is being built
@@ -25,6 +25,7 @@ cdef enum Flag:
     INT_EXPONENT = 2   # POW's exponent was an int: _op shows '**2', not '**2.0'
     HAS_BIAS = 4       # DOT's last kid is the bias
     INITIALIZED = 8    # __init__ has run
+    RELU_OUT = 32      # DOT's result goes through a ReLU: one node for a ReLU neuron
 
 
 cdef class _Aux:

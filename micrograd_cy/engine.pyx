@@ -176,6 +176,8 @@ cdef int _eval(PyObject* node) noexcept:
         acc = _data(kids[2 * n]) if (<Value>node)._flags & HAS_BIAS else 0.0
         for i in range(n):  # bias + w0*x0 + w1*x1 + ..., micrograd's Neuron order
             acc += _data(kids[i]) * _data(kids[n + i])
+        if (<Value>node)._flags & RELU_OUT and acc < 0.0:
+            acc = 0.0
         out[0] = acc
     return OK
 
@@ -233,6 +235,8 @@ cdef void _backprop(PyObject* node) noexcept:
         for i in range(n):
             _acc(kids[i], g)
     elif op == DOT:
+        if (<Value>node)._flags & RELU_OUT and not out > 0.0:
+            return
         n = n // 2
         for i in range(n):
             _acc(kids[i], _data(kids[n + i]) * g)
@@ -494,17 +498,23 @@ cdef Value _leaf_of(object x):
     return _leaf(d)
 
 
-cdef Value _dot(object w, object x, object bias):
+cdef Value _dot(object w, object x, object bias, bint relu):
     """The DOT node of w and x, two results of PySequence_Fast, plus bias if not None."""
     cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(w)
     if n != PySequence_Fast_GET_SIZE(x):
         raise ValueError(f"a dot product needs as many weights as inputs, got "
                          f"{n} and {PySequence_Fast_GET_SIZE(x)}")
-    out = _new(DOT)
+    cdef Value out = _new(DOT)
+    if relu:
+        out._flags |= RELU_OUT
     _set_kids(out, w, n + (bias is not None))
     _set_kids(out, x, 0)
     if bias is not None:
-        _set_kids(out, (bias,), 0)
+        if type(bias) is not Value:
+            bias = _leaf_of(bias)
+        Py_INCREF(bias)
+        out._s.kids[out._n] = <PyObject*>bias
+        out._n += 1
         out._flags |= HAS_BIAS
     return _finish(out)
 
@@ -523,13 +533,16 @@ cdef int _set_kids(Value out, object items, Py_ssize_t extra) except -1:
         out._s.kids = <PyObject**>PyMem_Malloc(max(n + extra, 1) * sizeof(PyObject*))
         if out._s.kids == NULL:
             raise MemoryError()
+    cdef PyObject** dst = out._s.kids + out._n
     for i in range(n):
-        v = <object>src[i]
-        if type(v) is not Value:
-            v = _leaf_of(v)
-        Py_INCREF(v)
-        out._s.kids[out._n] = <PyObject*>v
-        out._n += 1
+        if type(<object>src[i]) is Value:
+            Py_INCREF(<object>src[i])
+            dst[i] = src[i]
+        else:
+            v = _leaf_of(<object>src[i])
+            Py_INCREF(v)
+            dst[i] = <PyObject*>v
+        out._n += 1  # counted as owned at once: dealloc releases what is there
     return 0
 
 
@@ -585,7 +598,7 @@ def _restore(data, grad, label):
 
 @cython.final
 @cython.no_gc
-@cython.freelist(256)
+@cython.freelist(8192)
 cdef class Value:
     """Stores a single scalar value and its gradient."""
 
@@ -631,6 +644,8 @@ cdef class Value:
         """The op that produced this node, as micrograd names it ('' for a leaf)."""
         if self._aux is not None and self._aux.op_name:
             return self._aux.op_name
+        if self._opcode == DOT and self._flags & RELU_OUT:
+            return 'ReLU(dot)'
         if self._opcode == POW:
             return f'**{int(self._s.c)}' if self._flags & INT_EXPONENT else f'**{self._s.c}'
         return _OP_NAMES[self._opcode]
@@ -726,18 +741,22 @@ cdef class Value:
         return _finish(out)
 
     @staticmethod
-    def dot(weights, inputs, bias=None):
-        """One node for bias + w[0]*x[0] + w[1]*x[1] + ..., micrograd's Neuron sum."""
+    def dot(weights, inputs, bias=None, bint relu=False):
+        """One node for bias + w[0]*x[0] + w[1]*x[1] + ..., micrograd's Neuron sum.
+
+        With relu=True the node also applies ReLU to the sum (its _op is 'ReLU(dot)'):
+        a whole ReLU neuron in one node, with the same numbers as dot(...).relu().
+        """
         return _dot(PySequence_Fast(weights, "Value.dot() takes sequences of weights and inputs"),
                     PySequence_Fast(inputs, "Value.dot() takes sequences of weights and inputs"),
-                    bias)
+                    bias, relu)
 
     @staticmethod
     def matvec(weights, inputs, biases=None, bint relu=False):
-        """[Value.dot(w, inputs, b) for w, b in zip(weights, biases)] in one call.
+        """[Value.dot(w, inputs, b, relu) for w, b in zip(weights, biases)] in one call.
 
-        One dot node per row of weights, followed by a ReLU node if relu: a layer of
-        neurons. Numbers among the inputs become leaves once, shared by every row.
+        One node per row of weights: a layer of neurons. Numbers among the inputs become
+        leaves once, shared by every row.
         """
         cdef Py_ssize_t j, m
         rows = PySequence_Fast(weights, "Value.matvec() takes a sequence of weight rows")
@@ -751,9 +770,8 @@ cdef class Value:
                                  f"{PySequence_Fast_GET_SIZE(biases)} biases")
         out = [None] * m
         for j in range(m):
-            node = _dot(PySequence_Fast(rows[j], "each row of weights must be a sequence"), x,
-                        None if biases is None else biases[j])
-            out[j] = _unary(RELU, node) if relu else node
+            out[j] = _dot(PySequence_Fast(rows[j], "each row of weights must be a sequence"), x,
+                          None if biases is None else biases[j], relu)
         return out
 
     # -- the graph as a whole --------------------------------------------------

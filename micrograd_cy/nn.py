@@ -1,9 +1,9 @@
 """Neurons, layers and MLPs out of Values: micrograd's nn.py, on the compiled engine.
 
 Pure Python on purpose, with micrograd's classes, constructors and reprs. What differs is
-how a forward pass is built, never its numbers: a neuron's weighted sum is one fused node,
-Value.dot(w, x, b), summed in micrograd's order (b + w0*x0 + w1*x1 + ...), and a layer
-evaluates all its neurons in one call, Value.matvec.
+how a forward pass is built, never its numbers: a neuron is one fused node,
+Value.dot(w, x, b, relu), summed in micrograd's order (b + w0*x0 + w1*x1 + ...) and then
+ReLU'd, and a layer evaluates all its neurons in one call, Value.matvec.
 """
 import random
 
@@ -37,8 +37,7 @@ class Neuron(Module):
         self.nonlin = nonlin
 
     def __call__(self, x):
-        act = Value.dot(self.w, x, self.b)
-        return act.relu() if self.nonlin else act
+        return Value.dot(self.w, x, self.b, relu=bool(self.nonlin))
 
     def parameters(self):
         return self.w + [self.b]

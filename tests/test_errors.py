@@ -171,3 +171,15 @@ def test_errors_leave_the_engine_usable():
     out = a * a + a
     out.backward()
     assert (out.data, a.grad) == (6.0, 5.0)
+
+
+def test_matvec_checks_its_arguments():
+    W = [[Value(1.0), Value(2.0)], [Value(3.0), Value(4.0)]]
+    with pytest.raises(ValueError, match="one bias per row"):
+        Value.matvec(W, [1.0, 2.0], [Value(0.0)])
+    with pytest.raises(ValueError, match="as many weights as inputs"):
+        Value.matvec(W, [1.0])
+    with pytest.raises(TypeError):
+        Value.matvec(W, [1.0, "x"])
+    with pytest.raises(TypeError):
+        Value.matvec([Value(1.0)], [1.0])  # a row must be a sequence

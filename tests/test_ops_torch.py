@@ -217,3 +217,35 @@ def test_random_dags_against_pytorch(program):
     for o, r in zip(ours[:n], theirs[:n]):
         g = 0.0 if r.grad is None else r.grad.item()
         assert close(o.grad, g, abs_tol=1e-9), (o.grad, g)
+
+
+def test_relu_dot_is_one_node_with_relus_numbers():
+    for xs in [(0.3, -1.2, 2.5, 0.9, -0.4), (-0.3, 1.2, 2.5, 0.9, -0.4)]:
+        check(lambda *v: Value.dot(v[:2], v[2:4], v[4], relu=True),
+              lambda *v: torch.relu(v[4] + v[0] * v[2] + v[1] * v[3]), *xs)
+    w, x = [Value(1.0), Value(-2.0)], [Value(0.5), Value(0.25)]
+    fused, plain = Value.dot(w, x, relu=True), Value.dot(w, x).relu()
+    assert fused.data == plain.data and fused._op == "ReLU(dot)" and fused._prev == set(w + x)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_matvec_is_a_layer_of_dots(relu):
+    W = [[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]]
+    b = [0.1, -3.0]
+    x = [1.0, -2.0, 0.5]
+    ours_w = [[Value(w) for w in row] for row in W]
+    ours_b = [Value(v) for v in b]
+    out = Value.matvec(ours_w, x, ours_b, relu=relu)
+    Wt = torch.tensor(W, dtype=torch.float64, requires_grad=True)
+    bt = torch.tensor(b, dtype=torch.float64, requires_grad=True)
+    ref = Wt @ torch.tensor(x, dtype=torch.float64) + bt
+    ref = torch.relu(ref) if relu else ref
+    Value.sum([o * (i + 1) for i, o in enumerate(out)]).backward()
+    (ref * torch.tensor([1.0, 2.0], dtype=torch.float64)).sum().backward()
+    assert [o.data for o in out] == pytest.approx(ref.tolist(), rel=1e-12)
+    for row, grow in zip(ours_w, Wt.grad.tolist()):
+        assert [w.grad for w in row] == pytest.approx(grow, rel=1e-12)
+    assert [v.grad for v in ours_b] == pytest.approx(bt.grad.tolist(), rel=1e-12)
+    # inputs given as numbers become one leaf each, shared by every row
+    shared = out[0]._prev & out[1]._prev
+    assert len(shared) == 3 and all(v._op == "" for v in shared)

@@ -57,3 +57,37 @@ def test_zero_grad():
     assert any(p.grad for p in model.parameters())
     model.zero_grad()
     assert all(p.grad == 0.0 for p in model.parameters())
+
+
+def test_layer_sees_changes_to_its_neurons():
+    import random
+    random.seed(3)
+    layer = nn.Layer(3, 2)
+    x = [0.5, -1.0, 2.0]
+    first = [v.data for v in layer(x)]
+    assert first == [n(x).data for n in layer.neurons]
+    layer.neurons[0].w[1].data += 1.0          # a parameter's value
+    layer.neurons[1].b = engine.Value(5.0)     # a parameter replaced
+    layer.neurons[0].w = [engine.Value(1.0)] * 3  # a weight list replaced
+    assert [v.data for v in layer(x)] == [n(x).data for n in layer.neurons]
+    layer.neurons = layer.neurons[:1]          # the neurons replaced
+    assert layer(x).data == layer.neurons[0](x).data
+    layer.neurons[0].nonlin = False
+    mixed = nn.Layer(3, 2)
+    mixed.neurons[1].nonlin = False            # neurons that differ still work
+    assert [v.data for v in mixed(x)] == [n(x).data for n in mixed.neurons]
+
+
+def test_fused_loss_matches_the_notebook_loss():
+    X, y = demo.moons()
+    import random
+    random.seed(1)
+    model = nn.MLP(2, [8, 1])
+    a, acc_a = demo.svm_loss(model, X, y, engine.Value)
+    b, acc_b = demo.svm_loss_fused(model, X, y, engine.Value)
+    assert a.data == b.data and acc_a == acc_b
+    a.backward()
+    grads = [p.grad for p in model.parameters()]
+    model.zero_grad()
+    b.backward()
+    assert [p.grad for p in model.parameters()] == pytest.approx(grads, rel=1e-12)
