@@ -119,53 +119,58 @@ cdef inline PyObject** _children(PyObject* node) noexcept:
 
 
 @cython.cdivision(True)
-cdef int _eval(PyObject* node) noexcept:
-    """Recompute node's data from its children. Returns an Err code, OK when fine."""
-    cdef PyObject* a = (<Value>node)._a
-    cdef _Slot s = (<Value>node)._s
-    cdef PyObject* b = s.b
-    cdef PyObject** kids = s.kids
-    cdef unsigned int i, n = (<Value>node)._n
-    cdef unsigned char op = (<Value>node)._opcode
-    cdef double* out = &(<Value>node).data
-    cdef double acc, x, y
-    if op == LEAF or op == CUSTOM:
-        return OK
-    elif op == ADD:
-        out[0] = _data(a) + _data(b)
-    elif op == SUB:
-        out[0] = _data(a) - _data(b)
-    elif op == MUL:
-        out[0] = _data(a) * _data(b)
-    elif op == DIV:
-        y = _data(b)
-        if y == 0.0:
-            return ERR_DIV_ZERO
-        out[0] = _data(a) / y
-    elif op == NEG:
-        out[0] = -_data(a)
+cdef inline int _eval1(unsigned char op, double x, double c, double* out) noexcept:
+    """out = op(x) for the one-child ops; c is POW's exponent. Returns an Err code."""
+    cdef double y
+    if op == NEG:
+        out[0] = -x
     elif op == POW:
-        return _pow(_data(a), s.c, out)
-    elif op == POWV:
-        return _pow(_data(a), _data(b), out)
+        return _pow(x, c, out)
     elif op == RELU:
-        x = _data(a)
         out[0] = 0.0 if x < 0.0 else x
     elif op == TANH:
-        out[0] = tanh(_data(a))
+        out[0] = tanh(x)
     elif op == EXP:
-        x = _data(a)
         y = exp(x)
         if isinf(y) and isfinite(x):
             return ERR_EXP_RANGE
         out[0] = y
     elif op == LOG:
-        x = _data(a)
         if not x > 0.0 and x == x:  # NaN passes through, as in math.log
             return ERR_LOG_DOMAIN
         out[0] = log(x)
     elif op == SIGMOID:
-        out[0] = _sigmoid(_data(a))
+        out[0] = _sigmoid(x)
+    return OK
+
+
+@cython.cdivision(True)
+cdef inline int _eval2(unsigned char op, double x, double y, double* out) noexcept:
+    """out = x op y for the two-child ops. Returns an Err code."""
+    if op == ADD:
+        out[0] = x + y
+    elif op == SUB:
+        out[0] = x - y
+    elif op == MUL:
+        out[0] = x * y
+    elif op == DIV:
+        if y == 0.0:
+            return ERR_DIV_ZERO
+        out[0] = x / y
+    elif op == POWV:
+        return _pow(x, y, out)
+    return OK
+
+
+cdef int _eval(PyObject* node) noexcept:
+    """Recompute node's data from its children. Returns an Err code, OK when fine."""
+    cdef PyObject** kids = (<Value>node)._s.kids
+    cdef unsigned int i, n = (<Value>node)._n
+    cdef unsigned char op = (<Value>node)._opcode
+    cdef double* out = &(<Value>node).data
+    cdef double acc
+    if op == LEAF or op == CUSTOM:
+        return OK
     elif op == SUM:
         acc = 0.0  # as Python's sum(): 0 + a + b + ...
         for i in range(n):
@@ -179,6 +184,10 @@ cdef int _eval(PyObject* node) noexcept:
         if (<Value>node)._flags & RELU_OUT and acc < 0.0:
             acc = 0.0
         out[0] = acc
+    elif n == 2:
+        return _eval2(op, _data((<Value>node)._a), _data((<Value>node)._s.b), out)
+    else:
+        return _eval1(op, _data((<Value>node)._a), (<Value>node)._s.c, out)
     return OK
 
 
@@ -454,32 +463,31 @@ cdef inline Value _new(unsigned char op):
     return out
 
 
-cdef inline Value _finish(Value out):
-    cdef int err = _eval(<PyObject*>out)
+cdef inline Value _check(Value out, int err):
     if err:
         _raise(err)
     return out
 
 
-cdef Value _unary(unsigned char op, Value a):
+cdef inline Value _unary(unsigned char op, Value a):
     cdef Value out = _new(op)
     Py_INCREF(a)
     out._a = <PyObject*>a
     out._n = 1
-    return _finish(out)
+    return _check(out, _eval1(op, a.data, 0.0, &out.data))
 
 
-cdef Value _binary(unsigned char op, Value a, Value b):
+cdef inline Value _binary(unsigned char op, Value a, Value b):
     cdef Value out = _new(op)
     Py_INCREF(a)
     out._a = <PyObject*>a
     Py_INCREF(b)
     out._s.b = <PyObject*>b
     out._n = 2
-    return _finish(out)
+    return _check(out, _eval2(op, a.data, b.data, &out.data))
 
 
-cdef object _apply(unsigned char op, object x, object y):
+cdef inline object _apply(unsigned char op, object x, object y):
     """x op y for numbers or Values on either side; NotImplemented for anything else."""
     a = _coerce(x)
     if a is None:
@@ -516,7 +524,7 @@ cdef Value _dot(object w, object x, object bias, bint relu):
         out._s.kids[out._n] = <PyObject*>bias
         out._n += 1
         out._flags |= HAS_BIAS
-    return _finish(out)
+    return _check(out, _eval(<PyObject*>out))
 
 
 cdef int _set_kids(Value out, object items, Py_ssize_t extra) except -1:
@@ -695,7 +703,7 @@ cdef class Value:
             out._flags |= INT_EXPONENT
         Py_INCREF(self)
         out._a = <PyObject*>self
-        return _finish(out)
+        return _check(out, _eval1(POW, self.data, c, &out.data))
 
     def __neg__(self):  # -self
         return _unary(NEG, self)
@@ -738,7 +746,7 @@ cdef class Value:
         items = PySequence_Fast(values, "Value.sum() takes an iterable")
         out = _new(SUM)
         _set_kids(out, items, 0)
-        return _finish(out)
+        return _check(out, _eval(<PyObject*>out))
 
     @staticmethod
     def dot(weights, inputs, bias=None, bint relu=False):

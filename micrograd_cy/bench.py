@@ -1,0 +1,230 @@
+"""Side-by-side benchmark: micrograd's moons demo step on every engine configuration.
+
+Each configuration trains MLP(2, [16, 16, 1]) on make_moons(100, noise=0.1) from the same
+seed with the notebook's SVM loss and SGD, in a child process of its own (one process tree,
+no shared heap or GC state), and reports per-step medians. Ratios are taken within the run:
+absolute times drift on a shared machine, ratios hold.
+"""
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+
+from micrograd_cy import demo
+
+# name -> (description, steps it runs by default)
+CONFIGS = {
+    "upstream": ("upstream micrograd, as shipped", 3),
+    "upstream-nogc": ("upstream micrograd, gc.disable()", 5),
+    "dropin": ("upstream nn.py on micrograd_cy", 40),
+    "native": ("micrograd_cy nn + fused loss", 40),
+    "replay": ("micrograd_cy, graph replayed", 40),
+}
+
+TARGETS = [  # (config, column, op, bound, what)
+    ("dropin", "vs_upstream", ">=", 200, "drop-in >= 200x upstream as shipped"),
+    ("dropin", "vs_nogc", ">=", 20, "drop-in >= 20x upstream with GC off"),
+    ("native", "vs_upstream", ">=", 800, "native >= 800x upstream as shipped"),
+    ("replay", "vs_upstream", ">=", 3000, "replay >= 3000x upstream as shipped"),
+    ("dropin", "bwd_ns", "<=", 10, "backward <= 10 ns/node (drop-in graph)"),
+    ("replay", "bwd_ns", "<=", 10, "backward <= 10 ns/node (replayed graph)"),
+    ("dropin", "bytes", "<=", 96, "<= 96 bytes/node (drop-in graph)"),
+    ("native", "bytes", "<=", 96, "<= 96 bytes/node (native graph)"),
+]
+
+
+def _engine(config):
+    """(nn module, Value class, loss function) of a configuration."""
+    if config.startswith("upstream"):
+        import micrograd.engine
+        import micrograd.nn
+        return micrograd.nn, micrograd.engine.Value, demo.svm_loss
+    from micrograd_cy import engine, nn
+    if config == "dropin":
+        return demo.upstream_nn(engine), engine.Value, demo.svm_loss
+    return nn, engine.Value, demo.svm_loss_fused
+
+
+def _count_nodes(root):
+    seen, stack = set(), [root]
+    while stack:
+        v = stack.pop()
+        if id(v) not in seen:
+            seen.add(id(v))
+            stack.extend(v._prev)
+    return len(seen)
+
+
+def _bytes_per_node(model, X, y, Value, loss_fn):
+    """Memory a step's graph holds per node, by tracemalloc (the order included)."""
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    total_loss, _ = loss_fn(model, X, y, Value)
+    total_loss.backward()
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    nodes = _count_nodes(total_loss)
+    del total_loss
+    model.zero_grad()
+    return used / nodes, nodes
+
+
+def run_worker(config, steps):
+    """Train `steps` steps in this process; return timings, losses and graph sizes."""
+    nn, Value, loss_fn = _engine(config)
+    X, y = demo.moons()
+    import random
+    random.seed(1337)
+    model = nn.MLP(2, [16, 16, 1])
+    # first, on a cold heap: nothing freed yet, so no freelist can hide an allocation
+    bytes_per_node, nodes = _bytes_per_node(model, X, y, Value, loss_fn)
+    if config == "upstream-nogc":
+        gc.disable()
+    params = model.parameters()
+    times = {"step": [], "fwd": [], "bwd": []}
+    losses = []
+    total_loss = None
+    for k in range(steps):
+        t0 = time.perf_counter()
+        if config == "replay" and total_loss is not None:
+            total_loss.forward()
+        else:
+            total_loss = None  # the last step's graph is freed inside the timed step
+            total_loss, _ = loss_fn(model, X, y, Value)
+        t1 = time.perf_counter()
+        model.zero_grad()
+        total_loss.backward()
+        t2 = time.perf_counter()
+        learning_rate = 1.0 - 0.9 * k / demo.STEPS
+        for p in params:
+            p.data -= learning_rate * p.grad
+        t3 = time.perf_counter()
+        losses.append(float(total_loss.data))
+        times["step"].append(t3 - t0)
+        times["fwd"].append(t1 - t0)
+        times["bwd"].append(t2 - t1)
+    warm = slice(1, None) if steps > 1 else slice(None)  # the first step warms caches up
+    med = {k: statistics.median(v[warm]) for k, v in times.items()}
+    return {"config": config, "steps": steps, "losses": losses, "nodes": nodes,
+            "bytes": bytes_per_node, **med}
+
+
+def _spawn(config, steps):
+    out = subprocess.run([sys.executable, "-m", "micrograd_cy.bench", "--worker", config,
+                          "--steps", str(steps)], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"benchmark worker {config} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def machine():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"{platform.system()} {platform.machine()}")
+
+
+def run(configs, scale=1.0, echo=print):
+    results = {}
+    for c in configs:
+        steps = max(1, round(CONFIGS[c][1] * scale))
+        echo(f"  running {c} ({steps} steps)...", file=sys.stderr)
+        results[c] = _spawn(c, steps)
+    base = results.get("upstream")
+    nogc = results.get("upstream-nogc")
+    for r in results.values():
+        r["vs_upstream"] = base["step"] / r["step"] if base else math.nan
+        r["vs_nogc"] = nogc["step"] / r["step"] if nogc else math.nan
+        r["fwd_ns"] = r["fwd"] / r["nodes"] * 1e9
+        r["bwd_ns"] = r["bwd"] / r["nodes"] * 1e9
+    return results
+
+
+def same_losses(results, rel=1e-9):
+    """Every configuration's loss at each step it ran agrees with every other's."""
+    runs = list(results.values())
+    for r in runs[1:]:
+        n = min(len(r["losses"]), len(runs[0]["losses"]))
+        for a, b in zip(r["losses"][:n], runs[0]["losses"][:n]):
+            if not math.isclose(a, b, rel_tol=rel):
+                return False
+    return True
+
+
+def table(results):
+    head = (f"| {'configuration':34} | {'step ms':>9} | {'vs upstream':>11} | {'vs no-GC':>9} | "
+            f"{'fwd ns/node':>11} | {'bwd ns/node':>11} | {'B/node':>6} | {'nodes':>6} |")
+    rule = "|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|"
+    lines = [head, rule]
+    for c, r in results.items():
+        lines.append(
+            f"| {CONFIGS[c][0]:34} | {r['step'] * 1e3:9.2f} | {r['vs_upstream']:10.0f}x | "
+            f"{r['vs_nogc']:8.1f}x | {r['fwd_ns']:11.1f} | {r['bwd_ns']:11.1f} | "
+            f"{r['bytes']:6.0f} | {r['nodes']:6d} |")
+    return "\n".join(lines)
+
+
+def check_targets(results):
+    """[(what, measured, met)] for every target whose configurations ran."""
+    out = []
+    for config, column, op, bound, what in TARGETS:
+        if config not in results or math.isnan(results[config][column]):
+            continue
+        value = results[config][column]
+        met = value >= bound if op == ">=" else value <= bound
+        out.append((what, value, met))
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="micrograd_cy bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", default=",".join(CONFIGS),
+                        help=f"comma-separated, from: {', '.join(CONFIGS)}")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="multiply every configuration's step count (default 1)")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a target is not met")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(run_worker(args.worker, args.steps)))
+        return 0
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = [c for c in configs if c not in CONFIGS]
+    if unknown:
+        parser.error(f"unknown configuration {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
+    if args.scale <= 0:
+        parser.error("--scale must be positive")
+    print(f"micrograd's moons demo step (MLP(2, [16, 16, 1]), 100 samples), medians")
+    print(f"machine: {machine()}")
+    results = run(configs, args.scale)
+    print(table(results))
+    agree = same_losses(results)
+    print(f"losses: {'every configuration gives the same loss at every step' if agree else 'DIFFER'}"
+          f" (relative 1e-9; first step {next(iter(results.values()))['losses'][0]:.12f})")
+    targets = check_targets(results)
+    for what, value, met in targets:
+        print(f"target {'met    ' if met else 'NOT met'}: {what} (measured {value:.1f})")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine(), "results": results}, f, indent=1)
+    if not agree or (args.check and not all(met for _, _, met in targets)):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
