@@ -3,7 +3,7 @@
 Switches, read here and only here:
   MICROGRAD_CY_TRACE=1     tracing build (linetrace/profile, CYTHON_TRACE=1) so cProfile,
                            line_profiler and coverage see inside engine.pyx; slower.
-  MICROGRAD_CY_ANNOTATE=1  also write Cython's annotated HTML next to engine.pyx.
+  MICROGRAD_CY_ANNOTATE=1  also write Cython's annotated HTML (build/cython/micrograd_cy/engine.html).
 """
 import os
 
@@ -13,13 +13,7 @@ from setuptools import Extension, setup
 TRACE = os.environ.get("MICROGRAD_CY_TRACE") == "1"
 ANNOTATE = os.environ.get("MICROGRAD_CY_ANNOTATE") == "1"
 
-directives = {
-    "language_level": 3,
-    "embedsignature": True,
-    "boundscheck": False,
-    "wraparound": False,
-    "initializedcheck": False,
-}
+directives = {}  # the engine's own are in the header of engine.pyx
 macros = []
 if TRACE:
     directives.update(linetrace=True, profile=True)
@@ -36,11 +30,16 @@ extensions = [
     )
 ]
 
+# each mode generates its C in a folder of its own, so a switch never reuses the other's
+BUILD_DIR = os.path.join("build", "cython-trace" if TRACE else "cython")
+if ANNOTATE:
+    print(f"micrograd_cy: annotated HTML in {BUILD_DIR}/micrograd_cy/engine.html")
+
 setup(
     ext_modules=cythonize(
         extensions,
         compiler_directives=directives,
         annotate=ANNOTATE,
-        force=TRACE,  # a cached optimized .c must not pass for a tracing one
+        build_dir=BUILD_DIR,
     ),
 )

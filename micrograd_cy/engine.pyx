@@ -1,3 +1,5 @@
+# cython: language_level=3, embedsignature=True
+# cython: boundscheck=False, wraparound=False, initializedcheck=False
 """A compiled scalar autograd engine with micrograd's API.
 
 A Value holds a double and its gradient; operators build a DAG whose nodes own
@@ -64,6 +66,7 @@ cdef int _raise(int err) except -1:
     return 0
 
 
+# kernel: begin (every line up to "kernel: end" must be pure C; tests/test_kernels.py)
 cdef inline int _pow(double x, double y, double* out) noexcept:
     # Python's float ** float, minus the complex results
     if y == 0.0:
@@ -91,7 +94,6 @@ cdef inline double _sigmoid(double x) noexcept:
 
 # ---------------------------------------------------------------------------
 # The kernels: one node's forward value and one node's chain rule.
-# Pure C on purpose (tests/test_kernels.py checks the annotation).
 
 # Children are raw PyObject* to Values; these read and update them without
 # touching reference counts.
@@ -252,6 +254,7 @@ cdef void _backprop(PyObject* node) noexcept:
             _acc(kids[n + i], _data(kids[i]) * g)
         if (<Value>node)._flags & HAS_BIAS:
             _acc(kids[2 * n], g)
+# kernel: end
 
 
 # ---------------------------------------------------------------------------
@@ -301,6 +304,7 @@ cdef Py_ssize_t _order(Value root, PyObject*** out) except -1:
         PyMem_Free(stack)
         raise MemoryError()
     stack[0] = <PyObject*>root
+    # kernel: begin
     while sp:
         node = stack[sp - 1]
         f = _flagsp(node)
@@ -348,6 +352,7 @@ cdef Py_ssize_t _order(Value root, PyObject*** out) except -1:
             else:
                 stack[sp] = c
                 sp += 1
+    # kernel: end
     PyMem_Free(stack)
     if failed:
         for i in range(n):
@@ -791,6 +796,7 @@ cdef class Value:
         cdef _Aux tape = _tape_of(self)
         cdef PyObject** topo = tape.topo
         # interior grads restart at zero, so a second backward() adds to leaves only once
+        # kernel: begin
         if tape.zeroed_at != _backward_runs:
             for i in range(tape.ntopo):
                 if i + PREFETCH < tape.ntopo:
@@ -806,6 +812,7 @@ cdef class Value:
             _unmark(topo[i])
             if (<Value>topo[i])._opcode > CUSTOM:
                 _backprop(topo[i])
+        # kernel: end
 
     def forward(self):
         """Recompute every node's data from the leaves, in the cached order (replay).
@@ -817,6 +824,7 @@ cdef class Value:
         cdef int err = OK
         cdef _Aux tape = _tape_of(self)
         cdef PyObject** topo = tape.topo
+        # kernel: begin
         for i in range(tape.ntopo):
             if i + PREFETCH < tape.ntopo:
                 _prefetch(topo[i + PREFETCH])
@@ -826,6 +834,7 @@ cdef class Value:
                 err = _eval(topo[i])
                 if err:
                     break
+        # kernel: end
         if err:
             for i in range(i, tape.ntopo):  # a fresh order's marks must not outlive this call
                 _unmark(topo[i])
