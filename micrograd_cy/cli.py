@@ -1,17 +1,225 @@
-"""The command line: `micrograd-cy bench`, `micrograd-cy train`, `micrograd-cy graph`."""
+"""The command line: `micrograd-cy train`, `micrograd-cy graph`, `micrograd-cy bench`.
+
+Bad input gets one line on stderr and a non-zero exit, never a traceback.
+"""
+import argparse
+import json
+import math
+import os
 import sys
+
+MODEL_FORMAT = "micrograd_cy MLP"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+class UsageError(Exception):
+    """Bad input found after parsing: reported as one line, exit 2."""
+
+
+def _count(low):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {low}, not {text!r}")
+        return value
+    return parse
+
+
+def _rate(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}")
+    return value
+
+
+def _hidden(text):
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        sizes = None
+    if sizes is None or any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(
+            f"takes comma-separated layer sizes like 16,16, not {text!r}")
+    return sizes
+
+
+def _output_path(what):
+    def check(path):
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise argparse.ArgumentTypeError(f"the folder {folder!r} for the {what} does not exist")
+        return path
+    return check
+
+
+def _existing_file(path):
+    if not os.path.isfile(path):
+        raise argparse.ArgumentTypeError(f"no such file: {path!r}")
+    return path
+
+
+def _parser():
+    from micrograd_cy.datasets import NAMES
+    parser = _Parser(prog="micrograd-cy", description="micrograd on a compiled engine.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
+                                metavar="{train,graph,bench}")
+    t = sub.add_parser("train", help="train an MLP and show it learn",
+                       description="Train an MLP on a scikit-learn data set with a progress "
+                                   "bar; the last line is a summary.")
+    t.add_argument("--dataset", default="moons", choices=NAMES,
+                   help="moons (micrograd's demo, the default), circles, blobs, digits")
+    t.add_argument("--steps", type=_count(0), help="SGD steps (default: 100 for the 2-D sets)")
+    t.add_argument("--epochs", type=_count(1), help="passes over the training set "
+                                                    "(default: 10 for digits)")
+    t.add_argument("--batch-size", type=_count(1),
+                   help="samples per step (default: all for the 2-D sets, 32 for digits)")
+    t.add_argument("--lr", type=_rate, help="initial learning rate; it falls linearly to a "
+                                            "tenth (default: 1.0, 0.5 for blobs and digits)")
+    t.add_argument("--hidden", type=_hidden, help="hidden layer sizes (default: 16,16; 32 for digits)")
+    t.add_argument("--seed", type=int, default=1337, help="seed for data and weights (default: 1337)")
+    t.add_argument("--plot", type=_output_path("plot"), metavar="PATH",
+                   help="write a picture of the result (PNG, SVG or PDF)")
+    t.add_argument("--save", type=_output_path("model"), metavar="PATH",
+                   help="write the trained model as JSON")
+    t.add_argument("--load", type=_existing_file, metavar="PATH",
+                   help="start from a model written by --save")
+    t.add_argument("--quiet", action="store_true", help="no progress bar; only the summary")
+    g = sub.add_parser("graph", help="draw a small neuron's graph (needs Graphviz)",
+                       description="Draw the neuron of micrograd's trace_graph notebook.")
+    g.add_argument("--out", default="neuron.svg", type=_output_path("drawing"), metavar="PATH",
+                   help="where to write it; the suffix sets the format (default: neuron.svg)")
+    g.add_argument("--rankdir", default="LR", choices=["LR", "TB"], help="layout direction")
+    sub.add_parser("bench", help="the side-by-side benchmark (micrograd-cy bench --help)",
+                   add_help=False)
+    return parser
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    commands = {"bench": _bench}
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
-        print("usage: micrograd-cy {bench} [options]   (micrograd-cy COMMAND --help for more)",
-              file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
-    return commands[argv[0]](argv[1:])
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "bench":
+        from micrograd_cy import bench
+        return bench.main(argv[1:])
+    try:
+        parser = _parser()
+    except ModuleNotFoundError as e:
+        return _fail(f"missing {e.name}: pip install 'micrograd_cy[demo]'")
+    args = parser.parse_args(argv)
+    try:
+        return {"train": _train, "graph": _graph}[args.command](args)
+    except UsageError as e:
+        parser.exit(2, f"micrograd-cy {args.command}: error: {e}\n")
+    except ModuleNotFoundError as e:
+        extra = "viz" if e.name == "graphviz" else "demo"
+        return _fail(f"missing {e.name}: pip install 'micrograd_cy[{extra}]'", args.command)
+    except (ValueError, TypeError, OSError, RuntimeError) as e:
+        return _fail(str(e), args.command)
+    except KeyboardInterrupt:
+        return _fail("interrupted", args.command, 130)
 
 
-def _bench(argv):
-    from micrograd_cy import bench
-    return bench.main(argv)
+def _fail(message, command=None, code=1):
+    print(f"micrograd-cy{' ' + command if command else ''}: error: {message}", file=sys.stderr)
+    return code
+
+
+def _train(args):
+    import time
+
+    from micrograd_cy import datasets, train
+
+    start = time.perf_counter()
+    if args.steps is not None and args.epochs is not None:
+        raise UsageError("give --steps or --epochs, not both")
+    data = datasets.load(args.dataset, args.seed)
+    defaults = train.DEFAULTS[args.dataset]
+    batch = args.batch_size or defaults.batch_size
+    per_epoch = math.ceil(len(data.X) / (batch or len(data.X)))
+    epochs = args.epochs or (defaults.epochs if args.steps is None else None)
+    steps = args.steps if args.steps is not None else (
+        epochs * per_epoch if epochs else defaults.steps)
+    model = (_load_model(args.load, data, args.hidden) if args.load
+             else train.make_model(data, args.hidden or defaults.hidden, args.seed))
+    bar = _progress(steps, args.dataset, args.quiet)
+
+    def on_step(k, loss, accuracy):
+        bar.set_postfix_str(f"loss {loss:.4f}, accuracy {100 * accuracy:.1f}%", refresh=False)
+        bar.update(1)
+
+    result = train.train(data, model, steps, batch, args.lr or defaults.lr, args.seed, on_step)
+    bar.close()
+    if args.save:
+        _save_model(args.save, data, model)
+        print(f"model: {args.save}")
+    if args.plot:
+        from micrograd_cy import plot
+        plot.save(result, data, args.plot, steps)
+        print(f"plot: {args.plot}")
+    held_out = ("" if result.test_accuracy is None
+                else f", held-out accuracy {100 * result.test_accuracy:.1f}%")
+    span = f"{steps} steps" + (f" ({epochs} epochs)" if epochs else "")
+    print(f"{args.dataset}: loss {result.final_loss:.4f}, accuracy "
+          f"{100 * result.final_accuracy:.1f}%{held_out} after {span}, "
+          f"{time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _progress(steps, name, quiet):
+    from tqdm import tqdm
+    return tqdm(total=steps, desc=name, unit="step", disable=quiet, dynamic_ncols=True)
+
+
+def _sizes(model):
+    return [len(model.layers[0].neurons[0].w)] + [len(layer.neurons) for layer in model.layers]
+
+
+def _save_model(path, data, model):
+    document = {"format": MODEL_FORMAT, "version": 1, "dataset": data.name,
+                "sizes": _sizes(model), "state": model.state_dict()}
+    with open(path, "w") as f:
+        json.dump(document, f)
+
+
+def _load_model(path, data, hidden):
+    from micrograd_cy import nn
+    try:
+        with open(path) as f:
+            document = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UsageError(f"{path} is not a model written by --save ({e})") from None
+    if not isinstance(document, dict) or document.get("format") != MODEL_FORMAT:
+        raise UsageError(f"{path} is not a model written by --save")
+    sizes = document.get("sizes")
+    if (not isinstance(sizes, list) or len(sizes) < 2
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes)):
+        raise UsageError(f"{path}: 'sizes' must list positive layer sizes")
+    outputs = 1 if data.classes == 2 else data.classes
+    if sizes[0] != data.features or sizes[-1] != outputs:
+        raise UsageError(f"{path} holds a model for {sizes[0]} inputs and {sizes[-1]} outputs; "
+                         f"{data.name} needs {data.features} and {outputs}")
+    if hidden is not None and list(hidden) != sizes[1:-1]:
+        raise UsageError(f"--hidden {','.join(map(str, hidden))} differs from the loaded "
+                         f"model's {','.join(map(str, sizes[1:-1]))}")
+    model = nn.MLP(sizes[0], sizes[1:])
+    try:
+        model.load_state_dict(document.get("state"))
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"{path}: {e}") from None
+    return model
+
+
+def _graph(args):
+    from micrograd_cy import viz
+    dot = viz.draw_dot(viz.neuron(), rankdir=args.rankdir)
+    viz.render(dot, args.out)
+    print(f"graph: {args.out}")
+    return 0

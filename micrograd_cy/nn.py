@@ -5,6 +5,8 @@ how a forward pass is built, never its numbers: a neuron is one fused node,
 Value.dot(w, x, b, relu), summed in micrograd's order (b + w0*x0 + w1*x1 + ...) and then
 ReLU'd, and a layer evaluates all its neurons in one call, Value.matvec.
 """
+import math
+import numbers
 import random
 
 from micrograd_cy.engine import Value
@@ -21,6 +23,37 @@ class Module:
             p.grad = 0
 
     def parameters(self):
+        return []
+
+    def state_dict(self):
+        """The parameters' values as plain data (JSON-ready): the module's shape and a flat
+        list of floats in parameters() order. Gradients are not part of it."""
+        return {"shape": self._shape(), "parameters": [p.data for p in self.parameters()]}
+
+    def load_state_dict(self, state):
+        """Set the parameters from a state_dict(). A state of another shape, or holding
+        anything but finite real numbers, is refused (ValueError or TypeError) and the
+        module is left unchanged."""
+        if not isinstance(state, dict) or set(state) != {"shape", "parameters"}:
+            raise ValueError("a state dict is a dict with the keys 'shape' and 'parameters'")
+        if state["shape"] != self._shape():
+            raise ValueError(f"the state dict is for a module of shape {state['shape']!r}, "
+                             f"this module's shape is {self._shape()!r}")
+        params = self.parameters()
+        values = state["parameters"]
+        if not isinstance(values, (list, tuple)) or len(values) != len(params):
+            got = len(values) if isinstance(values, (list, tuple)) else type(values).__name__
+            raise ValueError(f"the state dict must list {len(params)} parameters, got {got}")
+        for i, v in enumerate(values):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                raise TypeError(f"parameter {i} of the state dict is a {type(v).__name__}, "
+                                f"not a real number")
+            if not math.isfinite(v):
+                raise ValueError(f"parameter {i} of the state dict is {v}, not a finite number")
+        for p, v in zip(params, values):
+            p.data = float(v)
+
+    def _shape(self):
         return []
 
     def __setattr__(self, name, value):
@@ -41,6 +74,9 @@ class Neuron(Module):
 
     def parameters(self):
         return self.w + [self.b]
+
+    def _shape(self):
+        return len(self.w)
 
     def __repr__(self):
         return f"{'ReLU' if self.nonlin else 'Linear'}Neuron({len(self.w)})"
@@ -77,6 +113,9 @@ class Layer(Module):
     def parameters(self):
         return [p for n in self.neurons for p in n.parameters()]
 
+    def _shape(self):
+        return [n._shape() for n in self.neurons]
+
     def __repr__(self):
         return f"Layer of [{', '.join(str(n) for n in self.neurons)}]"
 
@@ -94,6 +133,9 @@ class MLP(Module):
 
     def parameters(self):
         return [p for layer in self.layers for p in layer.parameters()]
+
+    def _shape(self):
+        return [layer._shape() for layer in self.layers]
 
     def __repr__(self):
         return f"MLP of [{', '.join(str(layer) for layer in self.layers)}]"

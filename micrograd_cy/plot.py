@@ -1,0 +1,105 @@
+"""Pictures of a training run (matplotlib, written straight to a file, no window).
+
+Two-dimensional data sets: the decision boundary over the data, as in micrograd's
+demo.ipynb, beside the loss and accuracy curves. Digits: the curves beside the held-out
+confusion matrix.
+"""
+import numpy as np
+
+
+def _figure(width, height):
+    from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
+    return Figure(figsize=(width, height), dpi=110, layout="constrained")
+
+
+def save(result, dataset, path, steps):
+    """Write the picture of `result` (a train.Result on `dataset`) to path (PNG, SVG, PDF...)."""
+    fig = _figure(11, 4.6)
+    left, right = fig.subplots(1, 2, width_ratios=[1.15, 1])
+    if dataset.features == 2:
+        _decision_boundary(left, result.model, dataset)
+    else:
+        _confusion(left, result.confusion, result.test_accuracy)
+    _curves(right, result, steps)
+    fig.suptitle(f"micrograd_cy: {dataset.name}, MLP{_sizes(result.model)}, "
+                 f"{_percent(result.final_accuracy)} training accuracy"
+                 + ("" if result.test_accuracy is None else
+                    f", {_percent(result.test_accuracy)} held out"), fontsize=12)
+    fig.savefig(path)
+
+
+def _sizes(model):
+    return tuple([len(model.layers[0].neurons[0].w)] + [len(layer.neurons) for layer in model.layers])
+
+
+def _percent(x):
+    return f"{100 * x:.1f}%"
+
+
+def _decision_boundary(ax, model, dataset):
+    X, y = dataset.X, dataset.y
+    pad = 0.5
+    xs = np.linspace(X[:, 0].min() - pad, X[:, 0].max() + pad, 160)
+    ys = np.linspace(X[:, 1].min() - pad, X[:, 1].max() + pad, 160)
+    xx, yy = np.meshgrid(xs, ys)
+    points = np.c_[xx.ravel(), yy.ravel()].tolist()
+    if dataset.classes == 2:
+        zz = np.array([model(p).data > 0 for p in points], dtype=float)
+        colors, levels = ["#c6dbef", "#fdd0a2"], [-0.5, 0.5, 1.5]
+        point_colors = np.where(y > 0, "#e6550d", "#3182bd")
+    else:
+        zz = np.array([max(range(dataset.classes), key=lambda k: out[k].data)
+                       for out in map(model, points)], dtype=float)
+        colors = ["#c6dbef", "#fdd0a2", "#c7e9c0", "#dadaeb", "#fcbba1"][:dataset.classes]
+        levels = np.arange(dataset.classes + 1) - 0.5
+        point_colors = np.array(["#3182bd", "#e6550d", "#31a354", "#756bb1", "#de2d26"])[y]
+    ax.contourf(xx, yy, zz.reshape(xx.shape), levels=levels, colors=colors)
+    ax.scatter(X[:, 0], X[:, 1], c=point_colors, s=28, edgecolors="black", linewidths=0.6)
+    ax.set_xlim(xs[0], xs[-1])
+    ax.set_ylim(ys[0], ys[-1])
+    ax.set_aspect("equal")
+    ax.set_title("decision boundary")
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+
+
+def _curves(ax, result, steps):
+    k = np.arange(1, len(result.loss) + 1)
+    loss, accuracy = np.asarray(result.loss), 100 * np.asarray(result.accuracy)
+    window = len(k) // 40 if len(k) > 200 else 1  # long runs are noisy: show a running mean too
+    if window > 1:
+        ax.plot(k, loss, color="#3182bd", alpha=0.25, linewidth=0.8)
+        loss, accuracy = _running_mean(loss, window), _running_mean(accuracy, window)
+    ax.plot(k, loss, color="#3182bd")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (log scale)", color="#3182bd")
+    ax.set_xlim(1, max(steps, 2))
+    ax.grid(alpha=0.3)
+    acc = ax.twinx()
+    acc.plot(k, accuracy, color="#e6550d")
+    acc.set_ylabel("accuracy (%) on the step's batch" + (f", mean of {window}" if window > 1 else ""),
+                   color="#e6550d")
+    acc.set_ylim(0, 101)
+    ax.set_title("training")
+
+
+def _running_mean(values, window):
+    sums = np.cumsum(np.insert(values, 0, 0.0))
+    counts = np.minimum(np.arange(1, len(values) + 1), window)
+    return (sums[1:] - sums[np.maximum(np.arange(1, len(values) + 1) - window, 0)]) / counts
+
+
+def _confusion(ax, confusion, accuracy):
+    ax.imshow(confusion, cmap="Blues")
+    n = len(confusion)
+    for i in range(n):
+        for j in range(n):
+            if confusion[i, j]:
+                ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if confusion[i, j] > confusion.max() / 2 else "black")
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(n))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"held-out confusion matrix ({_percent(accuracy)} correct)")

@@ -1,0 +1,132 @@
+"""The command line: training runs that reach their targets, pictures, clean errors."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from micrograd_cy import cli
+
+
+def run(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def last_line(text):
+    return text.strip().splitlines()[-1]
+
+
+def check_png(path, min_side=400):
+    import matplotlib.image
+    image = matplotlib.image.imread(path)
+    assert image.shape[0] >= min_side and image.shape[1] >= min_side
+    assert len(np.unique(image.reshape(-1, image.shape[-1]), axis=0)) > 50  # a picture, not a blank
+
+
+def test_default_trains_micrograds_moons_demo_and_draws_it(capsys, tmp_path):
+    code, out, err = run(capsys, "train", "--plot", str(tmp_path / "moons.png"))
+    assert code == 0
+    summary = last_line(out)
+    assert summary.startswith("moons: loss ") and "after 100 steps" in summary
+    accuracy = float(summary.split("accuracy ")[1].split("%")[0])
+    assert accuracy >= 97.0
+    assert "100/100" in err  # the progress bar
+    check_png(tmp_path / "moons.png")
+
+
+def test_digits_reach_90_percent_held_out(capsys, tmp_path):
+    code, out, _ = run(capsys, "train", "--dataset", "digits", "--quiet",
+                       "--plot", str(tmp_path / "digits.png"))
+    assert code == 0
+    summary = last_line(out)
+    held_out = float(summary.split("held-out accuracy ")[1].split("%")[0])
+    assert held_out >= 90.0, summary
+    check_png(tmp_path / "digits.png")
+
+
+@pytest.mark.parametrize("name", ["circles", "blobs"])
+def test_other_2d_datasets(capsys, tmp_path, name):
+    code, out, _ = run(capsys, "train", "--dataset", name, "--quiet",
+                       "--plot", str(tmp_path / f"{name}.svg"))
+    assert code == 0
+    assert float(last_line(out).split("accuracy ")[1].split("%")[0]) >= 95.0
+    assert (tmp_path / f"{name}.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_options(capsys):
+    code, out, err = run(capsys, "train", "--steps", "5", "--hidden", "4", "--lr", "0.1",
+                         "--seed", "2", "--batch-size", "20", "--quiet")
+    assert code == 0 and err == "" and "after 5 steps" in last_line(out)
+    code, out, _ = run(capsys, "train", "--dataset", "digits", "--epochs", "1", "--quiet")
+    assert code == 0 and "(1 epochs)" in last_line(out)
+
+
+def test_same_seed_same_result(capsys):
+    first = last_line(run(capsys, "train", "--steps", "10", "--quiet")[1]).rsplit(",", 1)[0]
+    second = last_line(run(capsys, "train", "--steps", "10", "--quiet")[1]).rsplit(",", 1)[0]
+    assert first == second
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["train", "--dataset", "mnist"], "invalid choice: 'mnist'"),
+    (["train", "--steps", "-5"], "--steps: must be a whole number >= 0, not '-5'"),
+    (["train", "--epochs", "0"], "--epochs: must be a whole number >= 1"),
+    (["train", "--hidden", "16,x"], "--hidden: takes comma-separated layer sizes"),
+    (["train", "--hidden", "0"], "--hidden: takes comma-separated layer sizes"),
+    (["train", "--lr", "nan"], "--lr: must be a positive number"),
+    (["train", "--plot", "/no/such/folder/p.png"], "the folder '/no/such/folder' for the plot does not exist"),
+    (["train", "--save", "/no/such/folder/m.json"], "for the model does not exist"),
+    (["train", "--load", "/no/such/file.json"], "no such file"),
+    (["train", "--steps", "3", "--epochs", "2"], "give --steps or --epochs, not both"),
+    (["fly"], "invalid choice: 'fly'"),
+])
+def test_bad_input_gets_one_clean_line(capsys, argv, words):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    _, err = capsys.readouterr()
+    assert exit_info.value.code == 2
+    assert len(err.strip().splitlines()) == 1 and words in err and "Traceback" not in err
+
+
+def test_save_and_load(capsys, tmp_path):
+    path = tmp_path / "model.json"
+    code, out, _ = run(capsys, "train", "--steps", "30", "--quiet", "--save", str(path))
+    assert code == 0
+    saved = json.loads(path.read_text())
+    assert saved["sizes"] == [2, 16, 16, 1] and len(saved["state"]["parameters"]) == 337
+    trained = float(last_line(out).split("loss ")[1].split(",")[0])
+    code, out, _ = run(capsys, "train", "--steps", "0", "--quiet", "--load", str(path))
+    assert code == 0 and float(last_line(out).split("loss ")[1].split(",")[0]) == trained
+
+
+@pytest.mark.parametrize("content,words", [
+    ("not json", "is not a model written by --save"),
+    ('{"format": "other"}', "is not a model written by --save"),
+    ('{"format": "micrograd_cy MLP", "sizes": [3, 4, 1], "state": {}}', "holds a model for 3 inputs"),
+    ('{"format": "micrograd_cy MLP", "sizes": [2, 4, 1], "state": {"shape": [[2, 2, 2, 2], [4]], '
+     '"parameters": ["a"]}}', "must list 17 parameters"),
+    ('{"format": "micrograd_cy MLP", "sizes": [2, "x", 1], "state": {}}', "'sizes' must list"),
+])
+def test_load_refuses_bad_files(capsys, tmp_path, content, words):
+    path = tmp_path / "model.json"
+    path.write_text(content)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--load", str(path), "--quiet"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and words in err and len(err.strip().splitlines()) == 1
+
+
+def test_console_script_is_installed(tmp_path):
+    exe = shutil.which("micrograd-cy", path=os.path.dirname(sys.executable))
+    assert exe, "the micrograd-cy console script is not installed beside this Python"
+    out = subprocess.run([exe, "train", "--steps", "3", "--quiet"], capture_output=True, text=True)
+    assert out.returncode == 0 and last_line(out.stdout).startswith("moons: loss ")
+    out = subprocess.run([exe, "train", "--steps", "-1"], capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    out = subprocess.run([sys.executable, "-m", "micrograd_cy", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "train" in out.stdout
