@@ -617,7 +617,7 @@ cdef class Value:
 
     __array_ufunc__ = None  # numpy scalars on the left defer to our reflected operators
 
-    def __init__(self, data, _children=(), str _op='', str label=''):
+    def __init__(self, data, _children=(), str _op not None='', str label not None=''):
         if self._flags & INITIALIZED:
             raise RuntimeError("Value.__init__ may run only once per Value")
         self.data = _data_arg(data)

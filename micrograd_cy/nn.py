@@ -5,14 +5,17 @@ how a forward pass is built, never its numbers: a neuron is one fused node,
 Value.dot(w, x, b, relu), summed in micrograd's order (b + w0*x0 + w1*x1 + ...) and then
 ReLU'd, and a layer evaluates all its neurons in one call, Value.matvec.
 """
+import itertools
 import math
 import numbers
 import random
 
 from micrograd_cy.engine import Value
 
-# Bumped by every attribute assignment on any module: a layer re-reads its neurons'
-# parameters when it changed since the layer last looked.
+# Renewed by every attribute assignment on any module: a layer re-reads its neurons'
+# parameters when it changed since the layer last looked. next() on a count is atomic,
+# so threads never hand out the same value twice.
+_generations = itertools.count(1)
 _generation = 0
 
 
@@ -58,8 +61,8 @@ class Module:
 
     def __setattr__(self, name, value):
         global _generation
-        _generation += 1
         object.__setattr__(self, name, value)
+        _generation = next(_generations)
 
 
 class Neuron(Module):
@@ -98,13 +101,14 @@ class Layer(Module):
         return out[0] if len(out) == 1 else out
 
     def _read_neurons(self):
-        # written to __dict__ directly: a cache is not a change of structure
+        seen = _generation  # before reading: a change made meanwhile shows next call
         nonlins = {bool(n.nonlin) for n in self.neurons}
+        # written to __dict__ directly: a cache is not a change of structure
         self.__dict__.update(
             _w=[n.w for n in self.neurons],  # the neurons' own lists: edits to them show
             _b=[n.b for n in self.neurons],
             _relu=nonlins.pop() if len(nonlins) == 1 else None,
-            _seen=_generation,
+            _seen=seen,
         )
 
     def __getstate__(self):

@@ -1,11 +1,22 @@
 import math
 
+import os
+
 import micrograd.engine
 import pytest
+from hypothesis import HealthCheck, settings
 
 from micrograd_cy import Value
 
 REL = 1e-9
+
+# Property tests: "ci" by default (enough examples to matter, a few seconds each);
+# HYPOTHESIS_PROFILE=release for a long fuzzing run before a release.
+settings.register_profile("ci", max_examples=300, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("release", max_examples=20_000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def close(a, b, rel=REL, abs_tol=1e-12):

@@ -3,7 +3,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import close
@@ -197,7 +197,6 @@ def run(program, make_leaf):
     return nodes
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(programs())
 def test_random_dags_against_pytorch(program):
     try:

@@ -1,0 +1,317 @@
+"""Reliability: deep and wide graphs, no leaks, hostile input, recovery, fuzzing, threads."""
+import gc
+import math
+import pickle
+import subprocess
+import sys
+import threading
+import tracemalloc
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given
+
+from conftest import close
+from micrograd_cy import Value, demo, engine, nn
+from test_ops_torch import programs, run, t
+
+
+def rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+# -- depth and width -------------------------------------------------------------------------
+
+def chain(n):
+    x = Value(0.5)
+    v = x
+    for _ in range(n):
+        v = -v  # one node a step
+    return x, v
+
+
+def test_a_sum_of_a_million_leaves():
+    leaves = [Value(float(i % 7)) for i in range(1_000_000)]
+    s = Value.sum(leaves)
+    s.backward()
+    assert s.data == sum(float(i % 7) for i in range(1_000_000))
+    assert leaves[0].grad == 1.0 and leaves[-1].grad == 1.0
+    del s, leaves
+
+
+def test_one_node_reused_thousands_of_times():
+    shared = Value(0.5)
+    acc = shared
+    for _ in range(5000):
+        acc = acc + shared * shared
+    acc.backward()
+    assert acc.data == pytest.approx(0.5 + 5000 * 0.25)
+    assert shared.grad == 1.0 + 5000 * 2 * 0.5
+
+
+@pytest.mark.slow
+def test_ten_million_node_chain_builds_backpropagates_and_frees():
+    x, v = chain(10_000_000)
+    v.backward()
+    assert x.grad == 1.0 and v.data == 0.5  # an even number of negations
+    rss = rss_bytes()
+    del v
+    assert rss_bytes() < rss - 400 * 2**20  # ~640 MB of nodes went back at once
+
+
+# -- no leaks --------------------------------------------------------------------------------
+
+def test_a_thousand_training_steps_keep_memory_flat():
+    X, y = demo.moons()
+    import random
+    random.seed(1337)
+    model = nn.MLP(2, [16, 16, 1])
+
+    def step(k):  # a new graph every step
+        total, _ = demo.svm_loss_fused(model, X, y, Value)
+        demo.sgd_step(model, total, k % 100)
+
+    for k in range(50):
+        step(k)
+    gc.collect()
+    tracemalloc.start()
+    rss_before = rss_bytes()
+    base = tracemalloc.get_traced_memory()[0]
+    for k in range(1000):
+        step(k)
+    grown = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    assert grown < 64 * 1024, f"{grown} bytes more after 1000 steps"
+    assert rss_bytes() - rss_before < 8 * 2**20
+
+
+def test_replayed_training_keeps_memory_flat():
+    X, y = demo.moons()
+    model = nn.MLP(2, [16, 16, 1])
+    total, _ = demo.svm_loss_fused(model, X, y, Value)
+    params = model.parameters()
+    for _ in range(20):
+        total.forward()
+        model.zero_grad()
+        total.backward()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    for _ in range(1000):
+        total.forward()
+        model.zero_grad()
+        total.backward()
+        for p in params:
+            p.data -= 0.01 * p.grad
+    grown = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    assert grown < 16 * 1024, grown
+
+
+def test_reference_counts_come_back_after_a_step():
+    X, y = demo.moons()
+    model = nn.MLP(2, [4, 1])
+    params = model.parameters()
+    inputs = [[Value(a), Value(b)] for a, b in X.tolist()]
+    model(inputs[0])  # the layers cache their parameter lists on the first call
+    before = [sys.getrefcount(p) for p in params] + [sys.getrefcount(v) for row in inputs for v in row]
+    scores = [model(x) for x in inputs]
+    loss = Value.sum([(1 + -float(yi) * s).relu() for yi, s in zip(y, scores)])
+    loss.backward()
+    loss.forward()
+    del loss, scores
+    after = [sys.getrefcount(p) for p in params] + [sys.getrefcount(v) for row in inputs for v in row]
+    assert after == before
+
+
+# -- hostile input ---------------------------------------------------------------------------
+
+SPECIAL = [0.0, -0.0, 1.0, -2.5, 1e308, -1e308, 5e-324, -5e-324, 1e-300, math.inf, -math.inf, math.nan]
+
+
+@pytest.mark.parametrize("op", ["+", "-", "*", "/"])
+def test_ieee_specials_propagate_as_python_floats_do(op):
+    for x in SPECIAL:
+        for y in SPECIAL:
+            try:
+                expected = eval(f"x {op} y")
+            except ZeroDivisionError:
+                with pytest.raises(ZeroDivisionError):
+                    eval(f"Value(x) {op} Value(y)")
+                continue
+            got = eval(f"Value(x) {op} Value(y)").data
+            assert got == expected or (math.isnan(got) and math.isnan(expected)), (x, op, y)
+            assert math.copysign(1, got) == math.copysign(1, expected) or math.isnan(got)
+
+
+@pytest.mark.parametrize("bad", ["1.0", b"1", None, 1j, [1.0], (1.0,), {1.0}, {"a": 1}, object(),
+                                 Value, type, print, slice(1), range(3), Ellipsis, NotImplemented])
+def test_every_entry_point_refuses_non_numbers(bad):
+    a, b = Value(2.0), Value(3.0)
+    out = a * b
+    out.backward()
+    snapshot = (a.data, a.grad, b.data, b.grad, out.data, out.grad, out._prev)
+    attempts = [
+        lambda: Value(bad), lambda: Value(1.0, _children=[bad]),
+        lambda: a + bad, lambda: bad + a, lambda: a - bad, lambda: bad - a, lambda: a * bad,
+        lambda: bad * a, lambda: a / bad, lambda: bad / a, lambda: a ** bad, lambda: bad ** a,
+        lambda: setattr(a, "data", bad), lambda: setattr(a, "grad", bad),
+        lambda: Value.sum([a, bad]), lambda: Value.dot([a], [bad]), lambda: Value.dot([bad], [a]),
+        lambda: Value.matvec([[a]], [bad]),
+    ]
+    if not isinstance(bad, str):  # any string is a fine op name or label
+        attempts += [lambda: Value(1.0, _op=bad), lambda: Value(1.0, label=bad),
+                     lambda: setattr(a, "label", bad)]
+    if bad is not None:  # None means "no bias", "no modulus", "no children"
+        attempts += [lambda: Value.dot([a], [a], bad), lambda: pow(a, 2, bad),
+                     lambda: Value(1.0, _children=bad)]
+    for attempt in attempts:
+        with pytest.raises((TypeError, ValueError)):
+            attempt()
+    assert (a.data, a.grad, b.data, b.grad, out.data, out.grad, out._prev) == snapshot
+
+
+class _Evil:
+    def __init__(self, *args):
+        self.args = args
+
+    def __reduce__(self):
+        return (engine._restore, self.args)
+
+
+@pytest.mark.parametrize("args,error", [
+    (("x", 0.0, ""), TypeError), ((1.0, "g", ""), TypeError), ((1.0, 0.0, 5), TypeError),
+    ((None, None, None), TypeError), ((1.0,), TypeError), ((10**400, 0.0, ""), OverflowError),
+])
+def test_hostile_pickles_raise_clean_errors(args, error):
+    with pytest.raises(error):
+        pickle.loads(pickle.dumps(_Evil(*args)))
+    assert pickle.loads(pickle.dumps(Value(1.5, label="ok"))).label == "ok"
+
+
+@pytest.mark.parametrize("x", [1e308, 1e-308, 5e-324, -1e308])
+def test_huge_and_tiny_numbers_follow_pytorch(x):
+    a = Value(x)
+    at = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    (a * a + a.tanh() + a.sigmoid()).backward()
+    (at * at + at.tanh() + at.sigmoid()).backward()
+    assert close(a.grad, at.grad.item())
+
+
+# -- recovery after errors -------------------------------------------------------------------
+
+def test_a_failed_replay_leaves_every_graph_correct():
+    x, w = Value(3.0), Value(0.5)
+    hidden = x * w
+    out = (hidden - 1).log()  # fine at x=3
+    x.data = 1.0  # now log(-0.5)
+    with pytest.raises(ValueError):
+        out.forward()  # fails on a freshly built order
+    other = hidden * hidden + w  # shares nodes with the failed graph
+    other.backward()
+    xt = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+    wt = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
+    ((xt * wt) * (xt * wt) + wt).backward()
+    assert close(x.grad, xt.grad.item()) and close(w.grad, wt.grad.item())
+    x.data = 3.0
+    x.grad = w.grad = 0.0
+    out.forward().backward()
+    assert close(x.grad, 0.5 / 0.5) and close(out.data, math.log(0.5))
+
+
+def test_errors_midway_through_fused_ops_free_what_they_built():
+    leaves = [Value(float(i)) for i in range(10)]
+    before = [sys.getrefcount(v) for v in leaves]
+    for bad in [lambda: Value.sum(leaves + ["x"]), lambda: Value.dot(leaves, leaves[:5] + [None] * 5),
+                lambda: Value.matvec([leaves, leaves[:3]], leaves)]:
+        with pytest.raises((TypeError, ValueError)):
+            bad()
+    assert [sys.getrefcount(v) for v in leaves] == before
+
+
+# -- fuzzing against PyTorch: repeated backward ---------------------------------------------
+
+@given(programs())
+def test_random_dags_with_repeated_backward(program):
+    try:
+        ours = run(program, Value)
+    except (ZeroDivisionError, OverflowError, ValueError):
+        return
+    n = len(program[0])
+    root = Value.sum(ours[n:])
+    if not math.isfinite(root.data):
+        return
+    theirs = run(program, t)
+    root_t = sum(theirs[n:])
+    for _ in range(3):
+        root.backward()
+        root_t.backward(retain_graph=True)
+    for o, r in zip(ours[:n], theirs[:n]):
+        g = 0.0 if r.grad is None else r.grad.item()
+        assert close(o.grad, g, abs_tol=1e-9), (o.grad, g)
+
+
+# -- threads ---------------------------------------------------------------------------------
+
+def train_alone(seed, steps=30):
+    import random
+    rng = random.Random(seed)
+    data = [([rng.uniform(-1, 1), rng.uniform(-1, 1)], rng.choice([-1.0, 1.0])) for _ in range(20)]
+    random.seed(seed)  # nn draws its weights from the random module
+    model = nn.MLP(2, [8, 1])
+    weights = [p.data for p in model.parameters()]
+    return data, weights
+
+
+def train_steps(data, weights, steps=30):
+    model = nn.MLP(2, [8, 1])
+    model.load_state_dict({"shape": model._shape(), "parameters": weights})
+    history = []
+    for _ in range(steps):
+        upstream_style = [(1 + -yi * model(x)).relu() for x, yi in data]
+        loss = sum(upstream_style) * (1.0 / len(data))
+        model.zero_grad()
+        loss.backward()
+        for p in model.parameters():
+            p.data -= 0.1 * p.grad
+        history.append(loss.data)
+    return history
+
+
+def test_threads_building_and_backpropagating_at_once():
+    jobs = [train_alone(seed) for seed in range(6)]
+    expected = [train_steps(*job) for job in jobs]
+    results = [None] * len(jobs)
+    failures = []
+
+    def work(i):
+        try:
+            results[i] = train_steps(*jobs[i])
+        except BaseException as e:  # reported below, not lost in the thread
+            failures.append(e)
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(len(jobs))]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    finally:
+        sys.setswitchinterval(switch)
+    assert not failures
+    assert results == expected
+
+
+# -- a memory checker over the engine --------------------------------------------------------
+
+@pytest.mark.slow
+def test_valgrind_memcheck_is_clean():
+    import shutil
+    if shutil.which("valgrind") is None:
+        pytest.fail("valgrind is not installed: apt-get install valgrind")
+    tool = Path(__file__).resolve().parents[1] / "tools" / "memcheck.py"
+    out = subprocess.run([sys.executable, str(tool)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr

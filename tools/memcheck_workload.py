@@ -1,0 +1,97 @@
+"""A workload for memory checkers: every public path of the engine, errors included.
+
+Run by tools/memcheck.sh under valgrind memcheck; runs standalone too (python tools/memcheck_workload.py).
+"""
+import copy
+import math
+import os
+import pickle
+import random
+
+from micrograd_cy import Value, nn
+
+
+def ops():
+    a, b = Value(1.5, label="a"), Value(-0.5)
+    out = (a * b + a / (b - 2) - (-a) + a ** 2 + 2 ** a + a ** b.exp() + (a - 3) * 0.5 + 1 / a
+           + a.relu() + b.relu() + a.tanh() + b.sigmoid() + a.log() + Value.sum([a, b, 3.0])
+           + Value.dot([a, b], [b, 2.0], a) + Value.dot([a, b], [b, a], relu=True))
+    out.backward()
+    out.backward()
+    a.data = 1.25
+    out.forward()
+    out.backward()
+    assert math.isfinite(a.grad)
+    _ = out._prev, out._op, repr(out), out.label
+    Value(5.0, (a, b), "custom").backward()
+
+
+def errors():
+    a = Value(2.0)
+    for bad in [lambda: a / 0, lambda: Value(0.0) ** -1, lambda: (a - 5).log(),
+                lambda: (a * 1000).exp(), lambda: Value(-8.0) ** 0.5, lambda: a + "x",
+                lambda: Value("x"), lambda: Value(1.0, _children=(1,)), lambda: a.__init__(3),
+                lambda: Value.dot([a], [a, a]), lambda: Value.sum([a, None]),
+                lambda: Value.matvec([[a]], [1.0], [a, a]), lambda: setattr(a, "label", 5)]:
+        try:
+            bad()
+        except (ZeroDivisionError, ValueError, OverflowError, TypeError, RuntimeError):
+            pass
+    x = Value(3.0)
+    out = (x - 2).log()
+    x.data = 1.0
+    try:
+        out.forward()  # fails on a fresh order: its marks must still be cleared
+    except ValueError:
+        pass
+    x.data = 3.0
+    out.forward().backward()
+    assert x.grad == 1.0
+
+
+def deep_and_wide(n):
+    v = Value(1.0)
+    for _ in range(n):
+        v = -v
+    v.backward()
+    del v
+    s = Value.sum([Value(float(i)) for i in range(n)])
+    s.backward()
+    del s
+    shared = Value(0.5)
+    t = shared
+    for _ in range(1000):
+        t = t + shared * shared
+    t.backward()
+    assert shared.grad == 1.0 + 1000 * 2 * 0.5
+
+
+def training(steps):
+    random.seed(0)
+    model = nn.MLP(2, [8, 8, 1])
+    X = [[random.uniform(-1, 1), random.uniform(-1, 1)] for _ in range(20)]
+    y = [1 if a * b > 0 else -1 for a, b in X]
+    for _ in range(steps):
+        losses = [(1 + -yi * model(x)).relu() for x, yi in zip(X, y)]
+        loss = Value.sum(losses) * (1 / len(losses))
+        model.zero_grad()
+        loss.backward()
+        for p in model.parameters():
+            p.data -= 0.05 * p.grad
+    state = model.state_dict()
+    model.load_state_dict(state)
+    copy.deepcopy(model)
+    pickle.loads(pickle.dumps(model))
+
+
+def main(scale=1):
+    for _ in range(scale):
+        ops()
+        errors()
+    deep_and_wide(20000 * scale)
+    training(5 * scale)
+    print("workload done")
+
+
+if __name__ == "__main__":
+    main(int(os.environ.get("MEMCHECK_SCALE", "1")))
