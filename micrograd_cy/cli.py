@@ -168,8 +168,8 @@ def _train(args):
                 else f", held-out accuracy {100 * result.test_accuracy:.1f}%")
     span = f"{steps} steps" + (f" ({epochs} epochs)" if epochs else "")
     print(f"{args.dataset}: loss {result.final_loss:.4f}, accuracy "
-          f"{100 * result.final_accuracy:.1f}%{held_out} after {span}, "
-          f"{time.perf_counter() - start:.1f} s")
+          f"{100 * result.final_accuracy:.1f}%{held_out} after {span}; "
+          f"trained in {result.seconds:.2f} s, {time.perf_counter() - start:.1f} s in all")
     return 0
 
 

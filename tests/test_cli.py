@@ -32,7 +32,7 @@ def test_default_trains_micrograds_moons_demo_and_draws_it(capsys, tmp_path):
     code, out, err = run(capsys, "train", "--plot", str(tmp_path / "moons.png"))
     assert code == 0
     summary = last_line(out)
-    assert summary.startswith("moons: loss ") and "after 100 steps" in summary
+    assert summary.startswith("moons: loss ") and "after 100 steps; trained in " in summary
     accuracy = float(summary.split("accuracy ")[1].split("%")[0])
     assert accuracy >= 97.0
     assert "100/100" in err  # the progress bar
@@ -67,8 +67,8 @@ def test_options(capsys):
 
 
 def test_same_seed_same_result(capsys):
-    first = last_line(run(capsys, "train", "--steps", "10", "--quiet")[1]).rsplit(",", 1)[0]
-    second = last_line(run(capsys, "train", "--steps", "10", "--quiet")[1]).rsplit(",", 1)[0]
+    first = last_line(run(capsys, "train", "--steps", "10", "--quiet")[1]).split(";")[0]
+    second = last_line(run(capsys, "train", "--steps", "10", "--quiet")[1]).split(";")[0]
     assert first == second
 
 
