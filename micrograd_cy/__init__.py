@@ -1,5 +1,14 @@
 """micrograd_cy: micrograd's Value, compiled with Cython."""
-from micrograd_cy.engine import Value
+try:
+    from micrograd_cy.engine import Value
+except ModuleNotFoundError as e:
+    if e.name != "micrograd_cy.engine":
+        raise
+    import os
+    raise ImportError(
+        f"micrograd_cy was imported from {os.path.dirname(__file__)}, a source folder where the "
+        f"compiled engine is not built. Run from another folder to use the installed package, "
+        f"or build here with: pip install -e .") from None
 
 __version__ = "0.1.0"
 __all__ = ["Value", "install_as_micrograd"]

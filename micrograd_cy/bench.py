@@ -119,8 +119,11 @@ def run_worker(config, steps):
 
 
 def _spawn(config, steps):
+    # the worker runs where it imports this very package, wherever the caller stands
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run([sys.executable, "-m", "micrograd_cy.bench", "--worker", config,
-                          "--steps", str(steps)], capture_output=True, text=True, check=False)
+                          "--steps", str(steps)], capture_output=True, text=True, check=False,
+                         cwd=here)
     if out.returncode != 0:
         raise RuntimeError(f"benchmark worker {config} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])

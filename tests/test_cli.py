@@ -128,5 +128,31 @@ def test_console_script_is_installed(tmp_path):
     assert out.returncode == 0 and last_line(out.stdout).startswith("moons: loss ")
     out = subprocess.run([exe, "train", "--steps", "-1"], capture_output=True, text=True)
     assert out.returncode == 2 and "Traceback" not in out.stderr
-    out = subprocess.run([sys.executable, "-m", "micrograd_cy", "--help"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "micrograd_cy", "--help"], capture_output=True,
+                         text=True, cwd=tmp_path)
     assert out.returncode == 0 and "train" in out.stdout
+
+
+def test_running_from_the_unbuilt_source_folder_says_so(tmp_path):
+    source = tmp_path / "micrograd_cy"
+    source.mkdir()
+    package = os.path.dirname(cli.__file__)
+    for name in ["__init__.py", "engine.pyx"]:
+        shutil.copy(os.path.join(package, name), source)
+    out = subprocess.run([sys.executable, "-S", "-c", "import micrograd_cy"], capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert out.returncode == 1 and "source folder where the compiled engine is not built" in out.stderr
+
+
+def test_bench_runs_side_by_side(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # workers must find the package wherever the caller stands
+    code = cli.main(["bench", "--configs", "dropin,native,replay", "--scale", "0.1", "--rounds", "1",
+                     "--json", str(tmp_path / "bench.json")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "every configuration gives the same loss at every step" in out
+    for name in ["upstream nn.py on micrograd_cy", "micrograd_cy nn + fused loss", "graph replayed"]:
+        assert name in out
+    results = json.loads((tmp_path / "bench.json").read_text())["results"]
+    assert results["dropin"]["nodes"] == 65818 and results["dropin"]["bytes"] < 96
+    assert results["replay"]["step"] < results["dropin"]["step"]
