@@ -270,6 +270,15 @@ cdef inline int _grow(void** buf, Py_ssize_t* cap, size_t item) noexcept:
     return 0
 
 
+cdef inline void _place(PyObject* node, PyObject** topo, Py_ssize_t* n) noexcept:
+    """Append node to the order; interior grads start each backward at 0."""
+    _flagsp(node)[0] |= EXPANDED | PLACED
+    if (<Value>node)._opcode > CUSTOM:
+        _gradp(node)[0] = 0.0
+    topo[n[0]] = node
+    n[0] += 1
+
+
 cdef inline void _unmark(PyObject* node) noexcept:
     _flagsp(node)[0] &= ~(EXPANDED | PLACED)
 
@@ -316,11 +325,7 @@ cdef Py_ssize_t _order(Value root, PyObject*** out) except -1:
             if n == cap and _grow(<void**>&topo, &cap, sizeof(PyObject*)) < 0:
                 failed = True
                 break
-            f[0] |= PLACED
-            if (<Value>node)._opcode > CUSTOM:  # interior grads start each backward at 0
-                _gradp(node)[0] = 0.0
-            topo[n] = node
-            n += 1
+            _place(node, topo, &n)
             continue
         f[0] |= EXPANDED
         kids = _children(node)
@@ -332,8 +337,8 @@ cdef Py_ssize_t _order(Value root, PyObject*** out) except -1:
                     break
             if failed:
                 break
-        if n + nk > cap:
-            while n + nk > cap:
+        if n + nk + 1 > cap:
+            while n + nk + 1 > cap:
                 if _grow(<void**>&topo, &cap, sizeof(PyObject*)) < 0:
                     failed = True
                     break
@@ -344,14 +349,13 @@ cdef Py_ssize_t _order(Value root, PyObject*** out) except -1:
             if _flagsp(c)[0] & PLACED:
                 continue
             if (<Value>c)._n == 0:  # childless: placed at once
-                _flagsp(c)[0] |= EXPANDED | PLACED
-                if (<Value>c)._opcode > CUSTOM:
-                    _gradp(c)[0] = 0.0
-                topo[n] = c
-                n += 1
+                _place(c, topo, &n)
             else:
                 stack[sp] = c
                 sp += 1
+        if stack[sp - 1] == node:  # no child pushed: all are placed, and so is the node
+            sp -= 1
+            _place(node, topo, &n)
     # kernel: end
     PyMem_Free(stack)
     if failed:
@@ -611,7 +615,7 @@ def _restore(data, grad, label):
 
 @cython.final
 @cython.no_gc
-@cython.freelist(8192)
+@cython.freelist(65536)
 cdef class Value:
     """Stores a single scalar value and its gradient."""
 
