@@ -35,6 +35,7 @@ cdef class _Aux:
     cdef PyObject** topo       # borrowed: the root keeps every node of its graph alive
     cdef Py_ssize_t ntopo
     cdef unsigned long long zeroed_at  # _backward_runs when the interior grads were last zeroed
+    cdef bint marked           # just built: the ordering's marks are still on the nodes
 
 
 cdef union _Slot:

@@ -194,61 +194,64 @@ cdef int _eval(PyObject* node) noexcept:
 
 
 @cython.cdivision(True)
-cdef void _backprop(PyObject* node) noexcept:
+cdef inline void _backprop(PyObject* node) noexcept:
     """Add d(node)/d(child) * node.grad into each child's grad (PyTorch's rules at the edges)."""
     cdef PyObject* a = (<Value>node)._a
-    cdef _Slot s = (<Value>node)._s
-    cdef PyObject* b = s.b
-    cdef PyObject** kids = s.kids
-    cdef unsigned int i, n = (<Value>node)._n
+    cdef PyObject* b
+    cdef PyObject** kids
+    cdef unsigned int i, n
     cdef unsigned char op = (<Value>node)._opcode
-    cdef double g = (<Value>node).grad, out = (<Value>node).data, c = s.c
-    cdef double x, y
-    if op == LEAF or op == CUSTOM:
-        return
-    elif op == ADD:
+    cdef double g = (<Value>node).grad, out, c, x, y
+    if op == ADD:
         _acc(a, g)
-        _acc(b, g)
+        _acc((<Value>node)._s.b, g)
     elif op == SUB:
         _acc(a, g)
-        _acc(b, -g)
+        _acc((<Value>node)._s.b, -g)
     elif op == MUL:
+        b = (<Value>node)._s.b
         _acc(a, _data(b) * g)
         _acc(b, _data(a) * g)
     elif op == DIV:
-        y = _data(b)
+        y = _data((<Value>node)._s.b)
         _acc(a, g / y)
-        _acc(b, -g * (out / y))
+        _acc((<Value>node)._s.b, -g * ((<Value>node).data / y))
     elif op == NEG:
         _acc(a, -g)
     elif op == POW:
+        c = (<Value>node)._s.c
         if c != 0.0:  # d(x**0)/dx is 0 everywhere, 0 included
             _acc(a, (c * pow(_data(a), c - 1.0)) * g)
     elif op == POWV:
+        b = (<Value>node)._s.b
         x = _data(a)
         y = _data(b)
         if y != 0.0:
             _acc(a, (y * pow(x, y - 1.0)) * g)
         if not (x == 0.0 and y >= 0.0):
-            _acc(b, (out * log(x)) * g)
+            _acc(b, ((<Value>node).data * log(x)) * g)
     elif op == RELU:
-        if out > 0.0:
+        if (<Value>node).data > 0.0:
             _acc(a, g)
     elif op == TANH:
+        out = (<Value>node).data
         _acc(a, g * (1.0 - out * out))
     elif op == EXP:
-        _acc(a, g * out)
+        _acc(a, g * (<Value>node).data)
     elif op == LOG:
         _acc(a, g / _data(a))
     elif op == SIGMOID:
+        out = (<Value>node).data
         _acc(a, g * (1.0 - out) * out)
     elif op == SUM:
-        for i in range(n):
+        kids = (<Value>node)._s.kids
+        for i in range((<Value>node)._n):
             _acc(kids[i], g)
     elif op == DOT:
-        if (<Value>node)._flags & RELU_OUT and not out > 0.0:
+        if (<Value>node)._flags & RELU_OUT and not (<Value>node).data > 0.0:
             return
-        n = n // 2
+        kids = (<Value>node)._s.kids
+        n = (<Value>node)._n // 2
         for i in range(n):
             _acc(kids[i], _data(kids[n + i]) * g)
             _acc(kids[n + i], _data(kids[i]) * g)
@@ -295,8 +298,8 @@ cdef Py_ssize_t _order(Value root, PyObject*** out) except -1:
     Depth-first: a node is EXPANDED when first popped (its unplaced children are pushed
     above it) and PLACED when popped again. A child may be pushed twice; the second copy
     finds it PLACED and is dropped. In a DAG an EXPANDED child is always PLACED already.
-    The marks stay on the nodes: the caller's first pass over the order must clear them
-    (_unmark), before anything else can order a graph.
+    The marks stay on the nodes: the first pass over the order (backward or forward, told
+    by _Aux.marked) must clear them, before anything else can order a graph.
     """
     global _topo_hint, _stack_hint
     cdef Py_ssize_t n = 0, cap = _topo_hint, sp = 1, scap = _stack_hint, i
@@ -595,6 +598,7 @@ cdef _Aux _tape_of(Value root):
     if aux.topo == NULL:
         aux.ntopo = _order(root, &aux.topo)
         aux.zeroed_at = _backward_runs
+        aux.marked = True
     return aux
 
 
@@ -799,6 +803,8 @@ cdef class Value:
         cdef Py_ssize_t i
         cdef _Aux tape = _tape_of(self)
         cdef PyObject** topo = tape.topo
+        cdef bint fresh = tape.marked  # the first pass over a new order clears its marks
+        tape.marked = False
         # interior grads restart at zero, so a second backward() adds to leaves only once
         # kernel: begin
         if tape.zeroed_at != _backward_runs:
@@ -813,7 +819,8 @@ cdef class Value:
         for i in range(tape.ntopo - 1, -1, -1):
             if i >= PREFETCH:
                 _prefetch(topo[i - PREFETCH])
-            _unmark(topo[i])
+            if fresh:
+                _unmark(topo[i])
             if (<Value>topo[i])._opcode > CUSTOM:
                 _backprop(topo[i])
         # kernel: end
@@ -828,11 +835,14 @@ cdef class Value:
         cdef int err = OK
         cdef _Aux tape = _tape_of(self)
         cdef PyObject** topo = tape.topo
+        cdef bint fresh = tape.marked  # the first pass over a new order clears its marks
+        tape.marked = False
         # kernel: begin
         for i in range(tape.ntopo):
             if i + PREFETCH < tape.ntopo:
                 _prefetch(topo[i + PREFETCH])
-            _unmark(topo[i])
+            if fresh:
+                _unmark(topo[i])
             if (<Value>topo[i])._opcode > CUSTOM:
                 _gradp(topo[i])[0] = 0.0  # stale: they belonged to the old data
                 err = _eval(topo[i])
@@ -840,8 +850,9 @@ cdef class Value:
                     break
         # kernel: end
         if err:
-            for i in range(i, tape.ntopo):  # a fresh order's marks must not outlive this call
-                _unmark(topo[i])
+            if fresh:  # a new order's marks must not outlive this call
+                for i in range(i, tape.ntopo):
+                    _unmark(topo[i])
             _raise(err)
         tape.zeroed_at = _backward_runs
         return self
