@@ -559,9 +559,13 @@ cdef int _set_kids(Value out, object items, Py_ssize_t extra) except -1:
             Py_INCREF(<object>src[i])
             dst[i] = src[i]
         else:
-            v = _leaf_of(<object>src[i])
+            v = _leaf_of(<object>src[i])  # may run Python code (a __float__)...
             Py_INCREF(v)
             dst[i] = <PyObject*>v
+            if PySequence_Fast_GET_SIZE(items) != n:  # ...that changed the list under us
+                out._n += 1
+                raise RuntimeError("the sequence changed size while it was read")
+            src = PySequence_Fast_ITEMS(items)
         out._n += 1  # counted as owned at once: dealloc releases what is there
     return 0
 
@@ -780,12 +784,12 @@ cdef class Value:
         leaves once, shared by every row.
         """
         cdef Py_ssize_t j, m
-        rows = PySequence_Fast(weights, "Value.matvec() takes a sequence of weight rows")
+        rows = tuple(weights)  # a snapshot: converting numbers may run code that edits lists
         x = [v if type(v) is Value else _leaf_of(v)
              for v in PySequence_Fast(inputs, "Value.matvec() takes a sequence of inputs")]
-        m = PySequence_Fast_GET_SIZE(rows)
+        m = len(rows)
         if biases is not None:
-            biases = PySequence_Fast(biases, "Value.matvec() takes a sequence of biases")
+            biases = tuple(biases)
             if PySequence_Fast_GET_SIZE(biases) != m:
                 raise ValueError(f"Value.matvec() needs one bias per row, got {m} rows and "
                                  f"{PySequence_Fast_GET_SIZE(biases)} biases")

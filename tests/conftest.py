@@ -29,6 +29,25 @@ def close(a, b, rel=REL, abs_tol=1e-12):
     return math.isclose(a, b, rel_tol=rel, abs_tol=abs_tol)
 
 
+def readme_example(a, b):
+    """micrograd's README expression on leaves a=-4, b=2 of any engine (Values or tensors).
+
+    Written out as `c = c + (c + 1)` where the README has `c += c + 1`: the same association,
+    so every engine computes the same sums in the same order.
+    """
+    c = a + b
+    d = a * b + b**3
+    c = c + (c + 1)
+    c = c + (1 + c + (-a))
+    d = d + (d * 2 + (b + a).relu())
+    d = d + (3 * d + (b - a).relu())
+    e = c - d
+    f = e**2
+    g = f / 2.0
+    g = g + 10.0 / f
+    return g
+
+
 @pytest.fixture(params=[Value, micrograd.engine.Value], ids=["micrograd_cy", "upstream"])
 def ValueImpl(request):
     """The suite runs on both engines: what holds for upstream holds for ours."""

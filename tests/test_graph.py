@@ -8,7 +8,7 @@ import tracemalloc
 import pytest
 import torch
 
-from conftest import close
+from conftest import close, readme_example
 from micrograd_cy import Value
 
 
@@ -57,16 +57,7 @@ def test_data_and_grad_are_read_write(ValueImpl):
 def test_readme_example_on_both_engines(ValueImpl):
     a = ValueImpl(-4.0)
     b = ValueImpl(2.0)
-    c = a + b
-    d = a * b + b**3
-    c += c + 1
-    c += 1 + c + (-a)
-    d += d * 2 + (b + a).relu()
-    d += 3 * d + (b - a).relu()
-    e = c - d
-    f = e**2
-    g = f / 2.0
-    g += 10.0 / f
+    g = readme_example(a, b)
     g.backward()
     assert f"{g.data:.4f}" == "24.7041"
     assert f"{a.grad:.4f}" == "138.8338"

@@ -6,7 +6,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import close
+from conftest import close, readme_example
 from micrograd_cy import Value
 
 
@@ -108,33 +108,12 @@ def test_derivative_edges_follow_pytorch():
 
 
 def test_micrograd_readme_example():
-    a = Value(-4.0)
-    b = Value(2.0)
-    c = a + b
-    d = a * b + b**3
-    c += c + 1
-    c += 1 + c + (-a)
-    d += d * 2 + (b + a).relu()
-    d += 3 * d + (b - a).relu()
-    e = c - d
-    f = e**2
-    g = f / 2.0
-    g += 10.0 / f
+    a, b = Value(-4.0), Value(2.0)
+    g = readme_example(a, b)
     g.backward()
-
     at, bt = t(-4.0), t(2.0)
-    c = at + bt
-    d = at * bt + bt**3
-    c = c + c + 1
-    c = c + 1 + c + (-at)
-    d = d + d * 2 + (bt + at).relu()
-    d = d + 3 * d + (bt - at).relu()
-    e = c - d
-    f = e**2
-    gt = f / 2.0
-    gt = gt + 10.0 / f
+    gt = readme_example(at, bt)
     gt.backward()
-
     assert close(g.data, gt.item()) and round(g.data, 4) == 24.7041
     assert close(a.grad, at.grad.item()) and round(a.grad, 4) == 138.8338
     assert close(b.grad, bt.grad.item()) and round(b.grad, 4) == 645.5773

@@ -315,3 +315,37 @@ def test_valgrind_memcheck_is_clean():
     tool = Path(__file__).resolve().parents[1] / "tools" / "memcheck.py"
     out = subprocess.run([sys.executable, str(tool)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+class _Shrinking:
+    """A real number whose conversion to float empties the list it sits in."""
+
+    def __init__(self, victim):
+        self.victim = victim
+
+    def __float__(self):
+        self.victim.clear()
+        return 1.0
+
+
+import numbers  # noqa: E402
+
+numbers.Real.register(_Shrinking)
+
+
+@pytest.mark.parametrize("build", [
+    lambda items: Value.sum(items),
+    lambda items: Value.dot(items, [Value(1.0)] * len(items)),
+    lambda items: Value.matvec([items], [Value(1.0)] * len(items)),
+    lambda items: Value.matvec([[Value(1.0)] * len(items), items], [Value(1.0)] * len(items)),
+])
+def test_a_list_edited_while_it_is_read_is_an_error_not_a_crash(build):
+    items = [Value(1.0)] * 3
+    items.insert(1, _Shrinking(items))
+    items += [Value(2.0)] * 100
+    try:
+        out = build(items)
+    except (RuntimeError, ValueError):
+        return
+    out = out if isinstance(out, Value) else out[-1]
+    out.backward()  # if it got through, the graph it built is sound

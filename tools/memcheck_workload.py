@@ -4,6 +4,7 @@ Run by tools/memcheck.sh under valgrind memcheck; runs standalone too (python to
 """
 import copy
 import math
+import numbers
 import os
 import pickle
 import random
@@ -49,6 +50,32 @@ def errors():
     assert x.grad == 1.0
 
 
+class Shrinking:
+    """A real number whose conversion to float empties the list it sits in."""
+
+    def __init__(self, victim):
+        self.victim = victim
+
+    def __float__(self):
+        self.victim.clear()
+        return 1.0
+
+
+numbers.Real.register(Shrinking)
+
+
+def edited_while_read():
+    for build in [Value.sum, lambda items: Value.dot(items, [1.0] * len(items)),
+                  lambda items: Value.matvec([items], [1.0] * len(items))]:
+        items = [Value(1.0)]
+        items.append(Shrinking(items))
+        items += [Value(float(i)) for i in range(50)]  # freed when the list is cleared
+        try:
+            build(items)
+        except (RuntimeError, ValueError):
+            pass
+
+
 def deep_and_wide(n):
     v = Value(1.0)
     for _ in range(n):
@@ -88,6 +115,7 @@ def main(scale=1):
     for _ in range(scale):
         ops()
         errors()
+        edited_while_read()
     deep_and_wide(20000 * scale)
     training(5 * scale)
     print("workload done")
