@@ -528,6 +528,8 @@ cdef Value _dot(object w, object x, object bias, bint relu):
     if relu:
         out._flags |= RELU_OUT
     _set_kids(out, w, n + (bias is not None))
+    if PySequence_Fast_GET_SIZE(x) != n:  # converting w ran code that resized x
+        raise RuntimeError("the inputs changed size while the weights were read")
     _set_kids(out, x, 0)
     if bias is not None:
         if type(bias) is not Value:

@@ -349,3 +349,23 @@ def test_a_list_edited_while_it_is_read_is_an_error_not_a_crash(build):
         return
     out = out if isinstance(out, Value) else out[-1]
     out.backward()  # if it got through, the graph it built is sound
+
+
+class _Growing:
+    """A real number whose conversion to float grows another list."""
+
+    def __init__(self, victim):
+        self.victim = victim
+
+    def __float__(self):
+        self.victim.extend([Value(0.0)] * 1000)
+        return 1.0
+
+
+numbers.Real.register(_Growing)
+
+
+def test_inputs_grown_while_weights_are_read_is_an_error():
+    x = [Value(1.0)] * 3
+    with pytest.raises(RuntimeError, match="inputs changed size"):
+        Value.dot([Value(1.0), _Growing(x), Value(1.0)], x)

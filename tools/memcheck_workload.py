@@ -64,6 +64,20 @@ class Shrinking:
 numbers.Real.register(Shrinking)
 
 
+class Growing:
+    """A real number whose conversion to float grows another list."""
+
+    def __init__(self, victim):
+        self.victim = victim
+
+    def __float__(self):
+        self.victim.extend([Value(0.0)] * 1000)
+        return 1.0
+
+
+numbers.Real.register(Growing)
+
+
 def edited_while_read():
     for build in [Value.sum, lambda items: Value.dot(items, [1.0] * len(items)),
                   lambda items: Value.matvec([items], [1.0] * len(items))]:
@@ -74,6 +88,12 @@ def edited_while_read():
             build(items)
         except (RuntimeError, ValueError):
             pass
+    inputs = [Value(1.0)] * 3
+    weights = [Value(1.0), Growing(inputs), Value(1.0)]
+    try:
+        Value.dot(weights, inputs)  # the inputs grow while the weights are read
+    except RuntimeError:
+        pass
 
 
 def deep_and_wide(n):
