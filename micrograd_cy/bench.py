@@ -18,7 +18,7 @@ import sys
 import time
 import tracemalloc
 
-from micrograd_cy import demo
+from micrograd_cy import demo, viz
 
 # name -> (description, steps a round by default; the first step of each is a warm-up)
 CONFIGS = {
@@ -54,16 +54,6 @@ def _engine(config):
     return nn, engine.Value, demo.svm_loss_fused
 
 
-def _count_nodes(root):
-    seen, stack = set(), [root]
-    while stack:
-        v = stack.pop()
-        if id(v) not in seen:
-            seen.add(id(v))
-            stack.extend(v._prev)
-    return len(seen)
-
-
 def _bytes_per_node(model, X, y, Value, loss_fn):
     """Memory a step's graph holds per node, by tracemalloc (the order included)."""
     gc.collect()
@@ -73,7 +63,7 @@ def _bytes_per_node(model, X, y, Value, loss_fn):
     total_loss.backward()
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
-    nodes = _count_nodes(total_loss)
+    nodes = len(viz.trace(total_loss)[0])
     del total_loss
     model.zero_grad()
     return used / nodes, nodes

@@ -178,13 +178,10 @@ def _progress(steps, name, quiet):
     return tqdm(total=steps, desc=name, unit="step", disable=quiet, dynamic_ncols=True)
 
 
-def _sizes(model):
-    return [len(model.layers[0].neurons[0].w)] + [len(layer.neurons) for layer in model.layers]
-
-
 def _save_model(path, data, model):
+    from micrograd_cy.train import sizes
     document = {"format": MODEL_FORMAT, "version": 1, "dataset": data.name,
-                "sizes": _sizes(model), "state": model.state_dict()}
+                "sizes": sizes(model), "state": model.state_dict()}
     with open(path, "w") as f:
         json.dump(document, f)
 

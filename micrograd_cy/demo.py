@@ -42,12 +42,14 @@ def svm_loss_fused(model, X, y, Value, alpha=1e-4):
     scores = list(map(model, X.tolist() if hasattr(X, "tolist") else X))
     y = y.tolist() if hasattr(y, "tolist") else y
     losses = [(1 + -yi*scorei).relu() for yi, scorei in zip(y, scores)]
-    data_loss = Value.sum(losses) * (1.0 / len(losses))
-    params = model.parameters()
-    reg_loss = alpha * Value.dot(params, params)
-    total_loss = data_loss + reg_loss
+    total_loss = mean_loss(Value, losses, model.parameters(), alpha)
     accuracy = [(yi > 0) == (scorei.data > 0) for yi, scorei in zip(y, scores)]
     return total_loss, sum(accuracy) / len(accuracy)
+
+
+def mean_loss(Value, losses, params, alpha=1e-4):
+    """mean(losses) + alpha * sum(p*p), the notebook's total, as two fused nodes."""
+    return Value.sum(losses) * (1.0 / len(losses)) + alpha * Value.dot(params, params)
 
 
 def sgd_step(model, total_loss, k, steps=STEPS):

@@ -6,6 +6,8 @@ confusion matrix.
 """
 import numpy as np
 
+from micrograd_cy.train import sizes
+
 
 def _figure(width, height):
     from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
@@ -21,15 +23,11 @@ def save(result, dataset, path, steps):
     else:
         _confusion(left, result.confusion, result.test_accuracy)
     _curves(right, result, steps)
-    fig.suptitle(f"micrograd_cy: {dataset.name}, MLP{_sizes(result.model)}, "
+    fig.suptitle(f"micrograd_cy: {dataset.name}, MLP{tuple(sizes(result.model))}, "
                  f"{_percent(result.final_accuracy)} training accuracy"
                  + ("" if result.test_accuracy is None else
                     f", {_percent(result.test_accuracy)} held out"), fontsize=12)
     fig.savefig(path)
-
-
-def _sizes(model):
-    return tuple([len(model.layers[0].neurons[0].w)] + [len(layer.neurons) for layer in model.layers])
 
 
 def _percent(x):

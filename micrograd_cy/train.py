@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from micrograd_cy import nn
+from micrograd_cy import demo, nn
 from micrograd_cy.engine import Value
 
 ALPHA = 1e-4  # L2 regularization, as in micrograd's demo
@@ -53,6 +53,11 @@ def make_model(dataset, hidden, seed):
     return nn.MLP(dataset.features, list(hidden) + [outputs])
 
 
+def sizes(model):
+    """An MLP's layer sizes, inputs first: [2, 16, 16, 1]."""
+    return [len(model.layers[0].neurons[0].w)] + [len(layer.neurons) for layer in model.layers]
+
+
 def loss_of(model, X, y, classes, alpha=ALPHA):
     """(total loss, scores) over the samples X: a Value, and one output per sample."""
     scores = [model(x) for x in X.tolist()]
@@ -60,8 +65,7 @@ def loss_of(model, X, y, classes, alpha=ALPHA):
         losses = [(1 + -yi*si).relu() for yi, si in zip(y.tolist(), scores)]
     else:
         losses = [_cross_entropy(logits, yi) for logits, yi in zip(scores, y.tolist())]
-    params = model.parameters()
-    return Value.sum(losses) * (1.0 / len(losses)) + alpha * Value.dot(params, params), scores
+    return demo.mean_loss(Value, losses, model.parameters(), alpha), scores
 
 
 def _cross_entropy(logits, label):
