@@ -8,6 +8,7 @@ explicit stack and then runs one C loop that dispatches on each node's op code.
 """
 cimport cython
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from cpython.object cimport PyTypeObject
 from cpython.ref cimport Py_INCREF, PyObject
 from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_SIZE, PySequence_Fast_ITEMS
 from libc.math cimport exp, floor, isfinite, isinf, log, pow, tanh
@@ -31,6 +32,15 @@ DEF PREFETCH = 8
 cdef extern from "Python.h":
     Py_ssize_t Py_REFCNT(PyObject*)
     void _decref "Py_DECREF"(PyObject*)
+    void _Py_NewReference(PyObject*)
+    PyTypeObject* Py_TYPE(PyObject*)
+    unsigned long Py_TPFLAGS_HEAPTYPE
+
+cdef extern from *:
+    """
+    #define mgcy_take(o) (o)
+    """
+    Value _take "mgcy_take"(PyObject*)  # the caller's reference to a Value becomes ours
 
 cdef object _Real = numbers.Real
 cdef object _Integral = numbers.Integral
@@ -448,10 +458,65 @@ cdef double _data_arg(object x) except? -1.0:
     return d
 
 
+# ---------------------------------------------------------------------------
+# Allocating and freeing nodes: dead nodes wait here for reuse, as CPython keeps
+# floats. Our own tp_dealloc (set at import) owns the list, because a Value's dealloc
+# cannot run Python code or raise: it need not save and restore the exception state
+# around every node, as Cython's generated dealloc does.
+
+cdef enum:
+    FREE_NODES = 65536  # 4 MB of 64-byte nodes: a whole reference graph
+
+cdef PyObject* _free_nodes[FREE_NODES]  # refcount 0, type Value, _aux None
+cdef Py_ssize_t _nfree = 0
+
+
+cdef inline Value _new(unsigned char op):
+    """A fresh node with op code op, no children, data and grad 0."""
+    global _nfree
+    cdef Value out
+    cdef PyObject* o
+    if _nfree:
+        _nfree -= 1
+        o = _free_nodes[_nfree]
+        _Py_NewReference(o)
+        out = _take(o)
+        out._n = 0
+        out._a = NULL
+        out._s.kids = NULL
+        out.data = 0.0
+        out.grad = 0.0
+    else:
+        out = Value.__new__(Value)
+    out._opcode = op
+    out._flags = INITIALIZED
+    return out
+
+
+cdef void _dealloc(PyObject* o) noexcept:
+    """Value's tp_dealloc: release the children, keep the node for reuse."""
+    global _nfree
+    cdef unsigned int i
+    cdef PyObject** kids = _children(o)
+    for i in range((<Value>o)._n):
+        _release(kids[i])
+    if _nary((<Value>o)._opcode):
+        PyMem_Free(kids)
+    if (<Value>o)._aux is not None:
+        (<Value>o)._aux = None  # frees the _Aux: strings and an order, no Python code
+    if _nfree < FREE_NODES:
+        _free_nodes[_nfree] = o
+        _nfree += 1
+    else:
+        _decref(<PyObject*>(<Value>o)._aux)
+        Py_TYPE(o).tp_free(o)
+    if not _draining:
+        _drain()
+
+
 cdef inline Value _leaf(double d):
-    cdef Value v = Value.__new__(Value)
+    cdef Value v = _new(LEAF)
     v.data = d
-    v._flags = INITIALIZED
     return v
 
 
@@ -467,13 +532,6 @@ cdef inline object _coerce(object x):
 
 # ---------------------------------------------------------------------------
 # Building nodes: every op makes its output the same way.
-
-cdef inline Value _new(unsigned char op):
-    cdef Value out = Value.__new__(Value)
-    out._opcode = op
-    out._flags = INITIALIZED
-    return out
-
 
 cdef inline Value _check(Value out, int err):
     if err:
@@ -612,6 +670,10 @@ cdef _check_layout():
     cdef Value v = Value.__new__(Value)
     if <char*>&v._s != <char*>&v._a + sizeof(PyObject*):
         raise ImportError("micrograd_cy: Value's _a and _s are not adjacent; _children() needs them so")
+    cdef PyTypeObject* t = <PyTypeObject*>Value
+    if t.tp_flags & Py_TPFLAGS_HEAPTYPE:  # a heap type's instances own a reference to it
+        raise ImportError("micrograd_cy: Value is a heap type; its tp_dealloc expects a static one")
+    t.tp_dealloc = _dealloc
 
 _check_layout()
 
@@ -625,7 +687,6 @@ def _restore(data, grad, label):
 
 @cython.final
 @cython.no_gc
-@cython.freelist(65536)
 cdef class Value:
     """Stores a single scalar value and its gradient."""
 
@@ -647,15 +708,7 @@ cdef class Value:
             self._aux.label = label
         self._flags |= INITIALIZED
 
-    def __dealloc__(self):
-        cdef unsigned int i
-        cdef PyObject** kids = _children(<PyObject*>self)
-        for i in range(self._n):
-            _release(kids[i])
-        if _nary(self._opcode):
-            PyMem_Free(kids)
-        if not _draining:
-            _drain()
+    # freeing is _dealloc(), installed as the type's tp_dealloc at import
 
     # -- micrograd's public surface ------------------------------------------
 
@@ -695,9 +748,13 @@ cdef class Value:
     # -- operators ------------------------------------------------------------
 
     def __add__(self, other):
+        if type(other) is Value:  # the common case, without _apply's conversions
+            return _binary(ADD, self, <Value>other)
         return _apply(ADD, self, other)
 
     def __mul__(self, other):
+        if type(other) is Value:
+            return _binary(MUL, self, <Value>other)
         return _apply(MUL, self, other)
 
     def __sub__(self, other):
