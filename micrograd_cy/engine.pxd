@@ -26,6 +26,7 @@ cdef enum Flag:
     HAS_BIAS = 4       # DOT's last kid is the bias
     INITIALIZED = 8    # __init__ has run
     RELU_OUT = 32      # DOT's result goes through a ReLU: one node for a ReLU neuron
+    IN_SLAB = 64       # the node lives in one of the engine's slabs, not Python's heap
 
 
 cdef class _Aux:

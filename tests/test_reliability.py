@@ -61,6 +61,20 @@ def test_ten_million_node_chain_builds_backpropagates_and_frees():
     assert rss_bytes() < rss - 400 * 2**20  # ~640 MB of nodes went back at once
 
 
+def test_a_big_graph_gives_back_all_but_the_slabs_kept_for_reuse():
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    x, v = chain(400_000)
+    built = tracemalloc.get_traced_memory()[0] - base
+    del x, v
+    left = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    # up to 128 slabs of 1,021 nodes may predate tracemalloc.start() and be reused unseen
+    assert built >= (400_000 - 128 * 1021) * 64
+    assert left <= 128 * 2**16 + 2**20  # the 128 empty slabs kept (8 MB), and change
+
+
 # -- no leaks --------------------------------------------------------------------------------
 
 def test_a_thousand_training_steps_keep_memory_flat():

@@ -111,6 +111,12 @@ def deep_and_wide(n):
         t = t + shared * shared
     t.backward()
     assert shared.grad == 1.0 + 1000 * 2 * 0.5
+    del t
+    big = Value(1.0)  # more nodes than the engine keeps slabs for: freeing gives slabs back
+    for _ in range(200_000):
+        big = -big
+    big.backward()
+    del big
 
 
 def training(steps):
