@@ -423,19 +423,6 @@ cdef inline void _release(PyObject* child) noexcept:
     _npending += 1
 
 
-cdef inline void _drain() noexcept:
-    global _pending, _npending, _cap_pending, _draining
-    _draining = True
-    while _npending:
-        _npending -= 1
-        _decref(_pending[_npending])  # its dealloc pushes its own children
-    _draining = False
-    if _cap_pending > (1 << 20):  # give back what a huge graph needed
-        PyMem_Free(_pending)
-        _pending = NULL
-        _cap_pending = 0
-
-
 # ---------------------------------------------------------------------------
 # Turning Python numbers into doubles
 
@@ -576,28 +563,25 @@ cdef void _free_slab(_Slab* s) noexcept:
     _slab_free(s, SLAB_BYTES)
 
 
-cdef PyObject* _slab_pop() noexcept:
+cdef _Slab* _slab_with_room() noexcept:
+    """The next slab, in slab order, with a free slot; a new one if none has; NULL if no memory."""
+    cdef Py_ssize_t i, first = 0 if _cur == NULL else _cur.index + 1
+    if _free_total > 0:
+        for i in range(first, first + _nslabs):
+            if _slabs[i % _nslabs].nfree:
+                return _slabs[i % _nslabs]
+    return _new_slab()
+
+
+cdef inline PyObject* _slab_pop() noexcept:
     """A free slot, the lowest of the current slab; NULL if there is no memory."""
     global _cur, _free_total
     cdef _Slab* s = _cur
-    cdef Py_ssize_t i
-    cdef unsigned int w
+    cdef unsigned int w, i
     if s == NULL or s.nfree == 0:
-        s = NULL
-        if _cur != NULL and _free_total > 0:  # the next slab with room, in slab order
-            for i in range(_cur.index + 1, _cur.index + 1 + _nslabs):
-                if _slabs[i % _nslabs].nfree:
-                    s = _slabs[i % _nslabs]
-                    break
-        elif _free_total > 0:
-            for i in range(_nslabs):
-                if _slabs[i].nfree:
-                    s = _slabs[i]
-                    break
+        s = _slab_with_room()
         if s == NULL:
-            s = _new_slab()
-            if s == NULL:
-                return NULL
+            return NULL
         _cur = s
     w = s.hint
     while s.free[w] == 0:
@@ -663,8 +647,8 @@ cdef inline Value _new(unsigned char op):
     return out
 
 
-cdef void _dealloc(PyObject* o) noexcept:
-    """Value's tp_dealloc: release the children, give the node back to its slab."""
+cdef inline void _free_node(PyObject* o) noexcept:
+    """Release a dead node's children (see _release) and give its memory back."""
     cdef unsigned int i
     cdef PyObject** kids = _children(o)
     for i in range((<Value>o)._n):
@@ -678,10 +662,30 @@ cdef void _dealloc(PyObject* o) noexcept:
     else:  # made by Value(...): Cython's tp_new took it from the Python allocator
         _decref(<PyObject*>(<Value>o)._aux)
         Py_TYPE(o).tp_free(o)
-    if not _draining:
-        _drain()
-        if _free_total > (KEEP_SLABS + 1) * SLAB_NODES:
-            _trim_slabs()
+
+
+cdef void _dealloc(PyObject* o) noexcept:
+    """Value's tp_dealloc. The children it held last go to _pending; the outermost call
+    frees them here, in a loop, as their last reference goes (no recursion, no depth limit).
+    """
+    global _npending, _draining, _pending, _cap_pending
+    cdef PyObject* c
+    _free_node(o)
+    if _draining:
+        return
+    _draining = True
+    while _npending:
+        _npending -= 1
+        c = _pending[_npending]  # the stack held its last reference: it dies now
+        Py_SET_REFCNT(c, 0)
+        _free_node(c)
+    _draining = False
+    if _cap_pending > (1 << 20):  # give back what a huge graph needed
+        PyMem_Free(_pending)
+        _pending = NULL
+        _cap_pending = 0
+    if _free_total > (KEEP_SLABS + 1) * SLAB_NODES:
+        _trim_slabs()
 
 
 cdef inline Value _leaf(double d):
