@@ -27,6 +27,7 @@ cdef enum Flag:
     INITIALIZED = 8    # __init__ has run
     RELU_OUT = 32      # DOT's result goes through a ReLU: one node for a ReLU neuron
     IN_SLAB = 64       # the node lives in one of the engine's slabs, not Python's heap
+    ON_TAPE = 128      # the node has an entry on the tape (see engine.pyx)
 
 
 cdef class _Aux:

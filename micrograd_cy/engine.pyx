@@ -389,6 +389,60 @@ cdef Py_ssize_t _order(Value root, PyObject*** out) except -1:
     return n
 
 
+cdef Py_ssize_t _walk(Value root, PyObject*** out, Py_ssize_t top) except -1:
+    """backward() on root's new graph by the tape, from entry top (root's) down.
+
+    A node is PLACED when a parent reaches it: its grad starts at 0 and it joins the
+    pending count. The walk meets each PLACED node after all its parents (they were built
+    later), applies its chain rule, and stops when no node is pending. Every child is
+    reached, whatever its gradient, so the order also serves forward(). Fills out[0]
+    with the order, children first, and returns its length.
+    """
+    cdef Py_ssize_t i = top, n = 0, pending = 1, lo, hi
+    cdef PyObject** topo = <PyObject**>PyMem_Malloc((top + 1) * sizeof(PyObject*))
+    cdef PyObject* node
+    cdef PyObject* c
+    cdef PyObject** kids
+    cdef unsigned int k
+    if topo == NULL:
+        raise MemoryError()
+    root._flags |= PLACED
+    root.grad = 1.0
+    # kernel: begin
+    while pending and i >= 0:
+        if i >= PREFETCH:
+            _prefetch(_tape[i - PREFETCH])
+        node = _tape[i]
+        i -= 1
+        if not _flagsp(node)[0] & PLACED:  # another graph's node, or a stale entry
+            continue
+        _flagsp(node)[0] &= ~PLACED
+        topo[n] = node
+        n += 1
+        kids = _children(node)
+        for k in range((<Value>node)._n):
+            c = kids[k]
+            if _flagsp(c)[0] & (ON_TAPE | PLACED) == ON_TAPE:
+                _flagsp(c)[0] |= PLACED
+                _gradp(c)[0] = 0.0
+                pending += 1
+        _backprop(node)
+        pending -= 1
+    lo = 0
+    hi = n - 1
+    while lo < hi:  # parents came first; the cached order runs children first
+        node = topo[lo]
+        topo[lo] = topo[hi]
+        topo[hi] = node
+        lo += 1
+        hi -= 1
+    # kernel: end
+    out[0] = <PyObject**>PyMem_Realloc(topo, max(n, 1) * sizeof(PyObject*))
+    if out[0] == NULL:
+        out[0] = topo
+    return n
+
+
 # ---------------------------------------------------------------------------
 # Freeing: Value is not tracked by the cyclic GC (a DAG of child references
 # cannot form a cycle), so CPython's trashcan does not guard deep chains.
@@ -606,11 +660,89 @@ cdef inline void _slab_push(PyObject* o) noexcept:
     _free_total += 1
 
 
+cdef inline bint _slot_free(PyObject* o) noexcept:
+    cdef _Slab* s = <_Slab*>(<size_t>o & ~(<size_t>SLAB_BYTES - 1))
+    cdef size_t i = (<size_t>o - <size_t>s) // NODE_BYTES
+    return (s.free[i >> 6] >> (i & 63)) & 1
+
+
+# ---------------------------------------------------------------------------
+# The tape: every node an op builds in a slab, in the order built (a Wengert list).
+# A node's children are always built before it, so walking the tape down from a root
+# meets every node of its graph after all of that node's parents: backward() on a new
+# graph needs no depth-first ordering, only this walk (see _walk).
+# Entries are not removed when their node dies: an entry is stale when its slot is free
+# or was reused since (the slot's newest entry is the live one). The tape empties when
+# no node on it is alive, which in a training loop is once a step, and is compacted if
+# it outgrows the live nodes. Nodes not on it (made by Value(...) with children, or by
+# an op when no slab could be had) send backward() to the depth-first ordering instead.
+
+cdef PyObject** _tape = NULL
+cdef Py_ssize_t _ntape = 0, _cap_tape = 0
+cdef Py_ssize_t _tape_live = 0     # live nodes with ON_TAPE
+cdef Py_ssize_t _offtape_live = 0  # live nodes with children that are not on the tape
+
+
+cdef void _tape_compact() noexcept:
+    """Drop stale entries, keeping each live node's newest one, in order."""
+    global _ntape
+    cdef Py_ssize_t i, j = 0
+    cdef PyObject* o
+    for i in range(_ntape - 1, -1, -1):  # newest first: PLACED marks a slot already kept
+        o = _tape[i]
+        if _slot_free(o) or not (_flagsp(o)[0] & ON_TAPE) or _flagsp(o)[0] & PLACED:
+            _tape[i] = NULL
+        else:
+            _flagsp(o)[0] |= PLACED
+    for i in range(_ntape):
+        if _tape[i] != NULL:
+            _flagsp(_tape[i])[0] &= ~PLACED
+            _tape[j] = _tape[i]
+            j += 1
+    _ntape = j
+
+
+cdef inline bint _tape_push(PyObject* o) noexcept:
+    """Append o; False when there is no memory for it (o then stays off the tape)."""
+    global _ntape, _tape, _cap_tape
+    if _ntape == _cap_tape:
+        if _ntape > 2 * _tape_live + 65536:
+            _tape_compact()
+        if _ntape == _cap_tape:
+            if _cap_tape == 0:
+                _tape = <PyObject**>PyMem_Malloc(65536 * sizeof(PyObject*))
+                if _tape == NULL:
+                    return False
+                _cap_tape = 65536
+            elif _grow(<void**>&_tape, &_cap_tape, sizeof(PyObject*)) < 0:
+                return False
+    _tape[_ntape] = o
+    _ntape += 1
+    return True
+
+
+cdef inline void _tape_forget(PyObject* o) noexcept:
+    """Count a dying node out; the tape empties with its last live node."""
+    global _tape_live, _offtape_live, _ntape, _tape, _cap_tape
+    if _flagsp(o)[0] & ON_TAPE:
+        _tape_live -= 1
+        if _tape_live == 0:
+            _ntape = 0
+            if _cap_tape > (1 << 20):  # give back what a huge graph needed
+                PyMem_Free(_tape)
+                _tape = NULL
+                _cap_tape = 0
+    elif (<Value>o)._opcode != LEAF:
+        _offtape_live -= 1
+
+
 cdef void _trim_slabs() noexcept:
     """Give back empty slabs beyond the KEEP_SLABS a training loop reuses."""
     global _nslabs, _cur, _free_total
     cdef Py_ssize_t i, kept = 0, empty = 0
     cdef _Slab* s
+    if _ntape:
+        _tape_compact()  # no entry may point into a slab about to be unmapped
     for i in range(_nslabs):
         s = _slabs[i]
         if s.nfree == SLAB_NODES:
@@ -629,6 +761,7 @@ cdef void _trim_slabs() noexcept:
 
 cdef inline Value _new(unsigned char op):
     """A fresh node with op code op, no children, data and grad 0."""
+    global _tape_live, _offtape_live
     cdef Value out
     cdef PyObject* o = _slab_pop() if _slabs_ok else NULL
     if o != NULL:
@@ -640,9 +773,16 @@ cdef inline Value _new(unsigned char op):
         out.data = 0.0
         out.grad = 0.0
         out._flags = INITIALIZED | IN_SLAB
+        if op > CUSTOM and _tape_push(o):
+            out._flags |= ON_TAPE
+            _tape_live += 1
+            out._opcode = op
+            return out
     else:
         out = Value.__new__(Value)
         out._flags = INITIALIZED
+    if op != LEAF:
+        _offtape_live += 1
     out._opcode = op
     return out
 
@@ -657,6 +797,7 @@ cdef inline void _free_node(PyObject* o) noexcept:
         PyMem_Free(kids)
     if (<Value>o)._aux is not None:
         (<Value>o)._aux = None  # frees the _Aux: strings and an order, no Python code
+    _tape_forget(o)
     if (<Value>o)._flags & IN_SLAB:
         _slab_push(o)
     else:  # made by Value(...): Cython's tp_new took it from the Python allocator
@@ -857,6 +998,11 @@ cdef _check_layout():
 _check_layout()
 
 
+def _tape_state():
+    """(entries on the tape, live nodes on it, live nodes with children off it): for tests."""
+    return _ntape, _tape_live, _offtape_live
+
+
 def _restore(data, grad, label):
     """Unpickle a Value: a leaf with the same data, grad and label."""
     v = Value(data, label=label)
@@ -872,6 +1018,7 @@ cdef class Value:
     __array_ufunc__ = None  # numpy scalars on the left defer to our reflected operators
 
     def __init__(self, data, _children=(), str _op not None='', str label not None=''):
+        global _offtape_live
         if self._flags & INITIALIZED:
             raise RuntimeError("Value.__init__ may run only once per Value")
         self.data = _data_arg(data)
@@ -881,6 +1028,7 @@ cdef class Value:
                 raise TypeError(f"_children must hold Values, not {type(c).__name__!r}")
         if PySequence_Fast_GET_SIZE(children):
             self._opcode = CUSTOM
+            _offtape_live += 1
             _set_kids(self, children, 0)
         if _op or label:
             _aux_of(self).op_name = _op
@@ -1043,7 +1191,19 @@ cdef class Value:
         """Set every node's grad to d(self)/d(node); leaves accumulate (+=)."""
         global _backward_runs
         cdef Py_ssize_t i
-        cdef _Aux tape = _tape_of(self)
+        cdef _Aux tape
+        if ((self._aux is None or self._aux.topo == NULL) and self._flags & ON_TAPE
+                and _offtape_live == 0):  # a new graph, all on the tape: one walk does it
+            tape = _aux_of(self)
+            i = _ntape - 1
+            while _tape[i] != <PyObject*>self:
+                i -= 1
+            tape.ntopo = _walk(self, &tape.topo, i)
+            tape.zeroed_at = _backward_runs
+            tape.marked = False
+            _backward_runs += 1
+            return
+        tape = _tape_of(self)
         cdef PyObject** topo = tape.topo
         cdef bint fresh = tape.marked  # the first pass over a new order clears its marks
         tape.marked = False

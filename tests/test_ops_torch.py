@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import close, readme_example
-from micrograd_cy import Value
+from micrograd_cy import Value, engine
 
 
 def t(x):
@@ -176,8 +176,12 @@ def run(program, make_leaf):
     return nodes
 
 
-@given(programs())
-def test_random_dags_against_pytorch(program):
+@pytest.mark.parametrize("path", ["tape", "depth-first"])
+@given(program=programs())
+def test_random_dags_against_pytorch(path, program):
+    # backward() on a new graph walks the creation tape; while a hand-built node with
+    # children is alive, it orders the graph depth-first instead: both must be right
+    hand_built = Value(1.0, (Value(2.0),), "hand") if path == "depth-first" else None
     try:
         ours = run(program, Value)
     except (ZeroDivisionError, OverflowError, ValueError):
@@ -188,6 +192,7 @@ def test_random_dags_against_pytorch(program):
     root_theirs = sum(theirs[n:])
     if not math.isfinite(root_ours.data):
         return
+    assert (engine._tape_state()[2] > 0) == (hand_built is not None)
     root_ours.backward()
     root_theirs.backward()
     for o, r in zip(ours, theirs):

@@ -2,6 +2,7 @@
 import gc
 import math
 import pickle
+import random
 import subprocess
 import sys
 import threading
@@ -73,6 +74,41 @@ def test_a_big_graph_gives_back_all_but_the_slabs_kept_for_reuse():
     # up to 128 slabs of 1,021 nodes may predate tracemalloc.start() and be reused unseen
     assert built >= (400_000 - 128 * 1021) * 64
     assert left <= 128 * 2**16 + 2**20  # the 128 empty slabs kept (8 MB), and change
+
+
+def tape_workload(seed, steps=20_000):
+    """A chain of mixed ops with other graphs' nodes built, and dying, in between."""
+    rnd = random.Random(seed)
+    xs = [Value(rnd.uniform(-1, 1)) for _ in range(5)]
+    v, others = xs[0], []
+    for i in range(steps):  # four nodes on the tape a step
+        a = rnd.choice(xs)
+        others.append(a * 0.5 + 1.0)
+        if rnd.random() < 0.6:
+            others.pop(rnd.randrange(len(others)))
+        kind = i % 4
+        v = ((a * v).tanh() if kind == 0 else (a + v).tanh() if kind == 1 else
+             (v - a).relu() if kind == 2 else Value.dot([a, v], [v, a], relu=True).tanh())
+        if i % 2000 == 0:
+            xs.append(v)
+    v.backward()
+    return [x.grad for x in xs]
+
+
+def test_the_tape_walk_matches_the_depth_first_order_as_the_tape_compacts():
+    kept = Value(1.0) * 2.0  # stays alive, so the tape never empties: it must compact
+    by_tape = [tape_workload(seed) for seed in range(3)]
+    for _ in range(1_200_000):  # entries whose nodes die at once, more than the tape holds
+        kept * 1.0
+    assert engine._tape_state()[0] < 1 << 20  # so it compacted
+    by_tape += [tape_workload(seed) for seed in range(3, 5)]
+    hand_built = Value(0.0, (kept,), "hand")  # with it alive, backward orders depth-first
+    by_dfs = [tape_workload(seed) for seed in range(5)]
+    assert engine._tape_state()[2] > 0
+    del hand_built, kept
+    for ours, theirs in zip(by_tape, by_dfs):
+        assert all(close(a, b) for a, b in zip(ours, theirs))
+    assert any(g != 0 for grads in by_tape for g in grads)
 
 
 # -- no leaks --------------------------------------------------------------------------------

@@ -117,6 +117,14 @@ def deep_and_wide(n):
         big = -big
     big.backward()
     del big
+    kept = Value(1.0) * 2.0  # alive throughout: the tape cannot empty, so it compacts
+    for _ in range(300_000):
+        kept * 1.0
+    v = kept
+    for _ in range(100):
+        v = v * 0.5 + kept
+    v.backward()
+    assert kept.grad > 0
 
 
 def training(steps):
