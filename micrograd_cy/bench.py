@@ -22,14 +22,14 @@ from micrograd_cy import demo, viz
 
 # name -> (description, steps a round by default; the first step of each is a warm-up)
 CONFIGS = {
-    "upstream": ("upstream micrograd, as shipped", 2),
-    "upstream-nogc": ("upstream micrograd, gc.disable()", 3),
+    "upstream": ("upstream micrograd, as shipped", 3),
+    "upstream-nogc": ("upstream micrograd, gc.disable()", 4),
     "dropin": ("upstream nn.py on micrograd_cy", 15),
     "dropin-replay": ("the same graph, replayed", 30),
     "native": ("micrograd_cy nn + fused loss", 30),
     "replay": ("micrograd_cy, graph replayed", 30),
 }
-ROUNDS = 3
+ROUNDS = 5  # this machine kind runs at one speed or half of it for seconds at a time
 
 TARGETS = [  # (config, column, op, bound, what); the reference graph is upstream's, 65,818 nodes
     ("dropin", "vs_upstream", ">=", 200, "drop-in >= 200x upstream as shipped"),
@@ -69,15 +69,16 @@ def _bytes_per_node(model, X, y, Value, loss_fn):
     return used / nodes, nodes
 
 
-def run_worker(config, steps):
-    """Train `steps` steps in this process; return timings, losses and graph sizes."""
+def run_worker(config, steps, memory=True):
+    """Train `steps` steps in this process; return timings, losses and (with memory) graph sizes."""
     nn, Value, loss_fn = _engine(config)
     X, y = demo.moons()
     import random
     random.seed(1337)
     model = nn.MLP(2, [16, 16, 1])
     # first, on a cold heap: nothing freed yet, so no freelist can hide an allocation
-    bytes_per_node, nodes = _bytes_per_node(model, X, y, Value, loss_fn)
+    # (slow on upstream's graph under tracemalloc: measured once, in the first round)
+    bytes_per_node, nodes = _bytes_per_node(model, X, y, Value, loss_fn) if memory else (None, None)
     if config == "upstream-nogc":
         gc.disable()
     params = model.parameters()
@@ -108,12 +109,12 @@ def run_worker(config, steps):
             **{k: v[warm] for k, v in times.items()}}
 
 
-def _spawn(config, steps):
+def _spawn(config, steps, memory):
     # the worker runs where it imports this very package, wherever the caller stands
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run([sys.executable, "-m", "micrograd_cy.bench", "--worker", config,
-                          "--steps", str(steps)], capture_output=True, text=True, check=False,
-                         cwd=here)
+                          "--steps", str(steps)] + (["--memory"] if memory else []),
+                         capture_output=True, text=True, check=False, cwd=here)
     if out.returncode != 0:
         raise RuntimeError(f"benchmark worker {config} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -137,7 +138,7 @@ def run(configs, scale=1.0, rounds=ROUNDS, echo=print):
         for c in configs:
             steps = max(2, round(CONFIGS[c][1] * scale))
             echo(f"  round {r + 1}/{rounds}: {c} ({steps} steps)...", file=sys.stderr)
-            one = _spawn(c, steps)
+            one = _spawn(c, steps, memory=r == 0)
             if c not in results:
                 results[c] = one
             else:
@@ -206,9 +207,10 @@ def main(argv=None):
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(run_worker(args.worker, args.steps)))
+        print(json.dumps(run_worker(args.worker, args.steps, args.memory)))
         return 0
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in configs if c not in CONFIGS]

@@ -706,14 +706,14 @@ cdef inline bint _tape_push(PyObject* o) noexcept:
     """Append o; False when there is no memory for it (o then stays off the tape)."""
     global _ntape, _tape, _cap_tape
     if _ntape == _cap_tape:
-        if _ntape > 2 * _tape_live + 65536:
+        if _ntape > 2 * _tape_live + 4096:
             _tape_compact()
         if _ntape == _cap_tape:
             if _cap_tape == 0:
-                _tape = <PyObject**>PyMem_Malloc(65536 * sizeof(PyObject*))
+                _tape = <PyObject**>PyMem_Malloc(4096 * sizeof(PyObject*))
                 if _tape == NULL:
                     return False
-                _cap_tape = 65536
+                _cap_tape = 4096
             elif _grow(<void**>&_tape, &_cap_tape, sizeof(PyObject*)) < 0:
                 return False
     _tape[_ntape] = o
