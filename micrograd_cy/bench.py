@@ -28,6 +28,7 @@ CONFIGS = {
     "dropin-replay": ("the same graph, replayed", 30),
     "native": ("micrograd_cy nn + fused loss", 30),
     "replay": ("micrograd_cy, graph replayed", 30),
+    "floats": ("floor: upstream nn.py's forward on floats", 15),
 }
 ROUNDS = 5  # this machine kind runs at one speed or half of it for seconds at a time
 
@@ -69,8 +70,77 @@ def _bytes_per_node(model, X, y, Value, loss_fn):
     return used / nodes, nodes
 
 
+# The floor: upstream nn.py's forward, line for line, on plain floats. No engine driven by
+# upstream's nn.py can build its graph faster than this computes the numbers alone.
+
+def _relu(x):
+    return 0 if x < 0 else x  # upstream's relu: Value(0 if self.data < 0 else self.data)
+
+
+class _FloatNeuron:
+    def __init__(self, neuron):
+        self.w = [p.data for p in neuron.w]
+        self.b = neuron.b.data
+        self.nonlin = neuron.nonlin
+
+    def __call__(self, x):
+        act = sum((wi*xi for wi, xi in zip(self.w, x)), self.b)
+        return _relu(act) if self.nonlin else act
+
+
+class _FloatLayer:
+    def __init__(self, layer):
+        self.neurons = [_FloatNeuron(n) for n in layer.neurons]
+
+    def __call__(self, x):
+        out = [n(x) for n in self.neurons]
+        return out[0] if len(out) == 1 else out
+
+
+class _FloatMLP:
+    def __init__(self, mlp):
+        self.layers = [_FloatLayer(layer) for layer in mlp.layers]
+
+    def __call__(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def parameters(self):
+        return [p for layer in self.layers for n in layer.neurons for p in n.w + [n.b]]
+
+
+def _float_loss(model, X, y, alpha=1e-4):
+    """demo.svm_loss on floats."""
+    inputs = [list(map(float, xrow)) for xrow in X]
+    scores = list(map(model, inputs))
+    losses = [_relu(1 + -yi*scorei) for yi, scorei in zip(y, scores)]
+    data_loss = sum(losses) * (1.0 / len(losses))
+    reg_loss = alpha * sum((p*p for p in model.parameters()))
+    return data_loss + reg_loss
+
+
+def _run_floats(steps):
+    import random
+
+    import micrograd.nn
+    X, y = demo.moons()
+    random.seed(1337)
+    model = _FloatMLP(micrograd.nn.MLP(2, [16, 16, 1]))  # the same initial parameters
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        loss = _float_loss(model, X, y)
+        times.append(time.perf_counter() - t0)
+    # no gradients, no update: only the first step's loss is the others' first step
+    return {"config": "floats", "losses": [float(loss)], "nodes": None, "bytes": None,
+            "step": times[1:], "fwd": times[1:], "bwd": [0.0] * (steps - 1)}
+
+
 def run_worker(config, steps, memory=True):
     """Train `steps` steps in this process; return timings, losses and (with memory) graph sizes."""
+    if config == "floats":
+        return _run_floats(steps)
     nn, Value, loss_fn = _engine(config)
     X, y = demo.moons()
     import random
@@ -153,8 +223,8 @@ def run(configs, scale=1.0, rounds=ROUNDS, echo=print):
     for r in results.values():
         r["vs_upstream"] = base["step"] / r["step"] if base else math.nan
         r["vs_nogc"] = nogc["step"] / r["step"] if nogc else math.nan
-        r["fwd_ns"] = r["fwd"] / r["nodes"] * 1e9
-        r["bwd_ns"] = r["bwd"] / r["nodes"] * 1e9
+        r["fwd_ns"] = r["fwd"] / r["nodes"] * 1e9 if r["nodes"] else math.nan
+        r["bwd_ns"] = r["bwd"] / r["nodes"] * 1e9 if r["nodes"] else math.nan
     return results
 
 
@@ -170,16 +240,19 @@ def same_losses(results, rel=1e-9):
 
 
 def table(results):
-    head = (f"| {'configuration':34} | {'step ms':>9} | {'vs upstream':>11} | {'vs no-GC':>9} | "
+    head = (f"| {'configuration':42} | {'step ms':>9} | {'vs upstream':>11} | {'vs no-GC':>9} | "
             f"{'fwd ns/node':>11} | {'bwd ns/node':>11} | {'B/node':>6} | {'nodes':>6} |")
     rule = "|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|"
     lines = [head, rule]
     for c, r in results.items():
         up = "-" if math.isnan(r["vs_upstream"]) else f"{r['vs_upstream']:.0f}x"
         nogc = "-" if math.isnan(r["vs_nogc"]) else f"{r['vs_nogc']:.1f}x"
-        lines.append(
-            f"| {CONFIGS[c][0]:34} | {r['step'] * 1e3:9.2f} | {up:>11} | {nogc:>9} | "
-            f"{r['fwd_ns']:11.1f} | {r['bwd_ns']:11.1f} | {r['bytes']:6.0f} | {r['nodes']:6d} |")
+        if r["nodes"]:
+            per_node = f"{r['fwd_ns']:11.1f} | {r['bwd_ns']:11.1f} | {r['bytes']:6.0f} | {r['nodes']:6d}"
+        else:  # no graph
+            per_node = f"{'-':>11} | {'-':>11} | {'-':>6} | {'-':>6}"
+        lines.append(f"| {CONFIGS[c][0]:42} | {r['step'] * 1e3:9.2f} | {up:>11} | {nogc:>9} | "
+                     f"{per_node} |")
     return "\n".join(lines)
 
 
@@ -231,6 +304,14 @@ def main(argv=None):
     targets = check_targets(results)
     for what, value, met in targets:
         print(f"target {'met    ' if met else 'NOT met'}: {what} (measured {value:.1f})")
+    if "floats" in results:
+        f = results["floats"]
+        ratios = [f"{f[k]:.{d}f}x {name}" for k, d, name in [("vs_upstream", 0, "upstream as shipped"),
+                                                            ("vs_nogc", 1, "upstream with GC off")]
+                  if not math.isnan(f[k])]
+        print(f"floor: upstream nn.py's forward on plain floats takes {f['step'] * 1e3:.2f} ms"
+              f"{' (' + ', '.join(ratios) + ')' if ratios else ''}: no engine driven by "
+              f"upstream's nn.py can build its graph faster")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": machine(), "results": results}, f, indent=1)

@@ -146,13 +146,16 @@ def test_running_from_the_unbuilt_source_folder_says_so(tmp_path):
 
 def test_bench_runs_side_by_side(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # workers must find the package wherever the caller stands
-    code = cli.main(["bench", "--configs", "dropin,native,replay", "--scale", "0.1", "--rounds", "1",
-                     "--json", str(tmp_path / "bench.json")])
+    code = cli.main(["bench", "--configs", "dropin,native,replay,floats", "--scale", "0.1",
+                     "--rounds", "1", "--json", str(tmp_path / "bench.json")])
     out = capsys.readouterr().out
     assert code == 0
     assert "every configuration gives the same loss at every step" in out
-    for name in ["upstream nn.py on micrograd_cy", "micrograd_cy nn + fused loss", "graph replayed"]:
+    for name in ["upstream nn.py on micrograd_cy", "micrograd_cy nn + fused loss", "graph replayed",
+                 "floor: upstream nn.py's forward on floats"]:
         assert name in out
     results = json.loads((tmp_path / "bench.json").read_text())["results"]
     assert results["dropin"]["nodes"] == 65818 and results["dropin"]["bytes"] < 96
+    # the floor computes the very numbers of the first step: same_losses compared it
+    assert results["floats"]["losses"] == [pytest.approx(results["dropin"]["losses"][0], rel=1e-12)]
     assert results["replay"]["step"] < results["dropin"]["step"]
