@@ -389,23 +389,19 @@ cdef Py_ssize_t _order(Value root, PyObject*** out) except -1:
     return n
 
 
-cdef Py_ssize_t _walk(Value root, PyObject*** out, Py_ssize_t top) except -1:
-    """backward() on root's new graph by the tape, from entry top (root's) down.
+cdef void _walk(Value root, Py_ssize_t top) noexcept:
+    """backward() on root's graph by the tape, from entry top (root's) down.
 
     A node is PLACED when a parent reaches it: its grad starts at 0 and it joins the
     pending count. The walk meets each PLACED node after all its parents (they were built
-    later), applies its chain rule, and stops when no node is pending. Every child is
-    reached, whatever its gradient, so the order also serves forward(). Fills out[0]
-    with the order, children first, and returns its length.
+    later), applies its chain rule, and stops when no node is pending. Nothing is kept: a
+    second backward() walks again, and forward() orders the graph depth-first.
     """
-    cdef Py_ssize_t i = top, n = 0, pending = 1, lo, hi
-    cdef PyObject** topo = <PyObject**>PyMem_Malloc((top + 1) * sizeof(PyObject*))
+    cdef Py_ssize_t i = top, pending = 1
     cdef PyObject* node
     cdef PyObject* c
     cdef PyObject** kids
     cdef unsigned int k
-    if topo == NULL:
-        raise MemoryError()
     root._flags |= PLACED
     root.grad = 1.0
     # kernel: begin
@@ -417,8 +413,6 @@ cdef Py_ssize_t _walk(Value root, PyObject*** out, Py_ssize_t top) except -1:
         if not _flagsp(node)[0] & PLACED:  # another graph's node, or a stale entry
             continue
         _flagsp(node)[0] &= ~PLACED
-        topo[n] = node
-        n += 1
         kids = _children(node)
         for k in range((<Value>node)._n):
             c = kids[k]
@@ -428,19 +422,7 @@ cdef Py_ssize_t _walk(Value root, PyObject*** out, Py_ssize_t top) except -1:
                 pending += 1
         _backprop(node)
         pending -= 1
-    lo = 0
-    hi = n - 1
-    while lo < hi:  # parents came first; the cached order runs children first
-        node = topo[lo]
-        topo[lo] = topo[hi]
-        topo[hi] = node
-        lo += 1
-        hi -= 1
     # kernel: end
-    out[0] = <PyObject**>PyMem_Realloc(topo, max(n, 1) * sizeof(PyObject*))
-    if out[0] == NULL:
-        out[0] = topo
-    return n
 
 
 # ---------------------------------------------------------------------------
@@ -1193,14 +1175,11 @@ cdef class Value:
         cdef Py_ssize_t i
         cdef _Aux tape
         if ((self._aux is None or self._aux.topo == NULL) and self._flags & ON_TAPE
-                and _offtape_live == 0):  # a new graph, all on the tape: one walk does it
-            tape = _aux_of(self)
+                and _offtape_live == 0):  # a graph not replayed, all on the tape: one walk
             i = _ntape - 1
             while _tape[i] != <PyObject*>self:
                 i -= 1
-            tape.ntopo = _walk(self, &tape.topo, i)
-            tape.zeroed_at = _backward_runs
-            tape.marked = False
+            _walk(self, i)
             _backward_runs += 1
             return
         tape = _tape_of(self)
