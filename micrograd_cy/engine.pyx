@@ -389,21 +389,36 @@ cdef Py_ssize_t _order(Value root, PyObject*** out) except -1:
     return n
 
 
-cdef void _walk(Value root, Py_ssize_t top) noexcept:
-    """backward() on root's graph by the tape, from entry top (root's) down.
+cdef inline Py_ssize_t _tape_index(Value root) noexcept:
+    """Where root's entry is: its newest, searched from the top (roots are usually recent)."""
+    cdef Py_ssize_t i = _ntape - 1
+    while _tape[i] != <PyObject*>root:
+        i -= 1
+    return i
+
+
+cdef inline bint _on_tape(Value root) noexcept:
+    """Whether root's whole graph is on the tape: root is, and no node off it is alive."""
+    return root._flags & ON_TAPE and _offtape_live == 0
+
+
+cdef Py_ssize_t _walk(Value root, PyObject** topo) noexcept:
+    """Walk root's graph down the tape: with topo NULL, backward() itself; else its order.
 
     A node is PLACED when a parent reaches it: its grad starts at 0 and it joins the
     pending count. The walk meets each PLACED node after all its parents (they were built
-    later), applies its chain rule, and stops when no node is pending. Nothing is kept: a
-    second backward() walks again, and forward() orders the graph depth-first.
+    later) and stops when no node is pending. Without topo it applies each node's chain
+    rule (root.grad is 1); with topo (room for root's entry and all below) it writes the
+    interior nodes there, children first, as the depth-first order would, but in build
+    order, which is memory order in the slabs. Returns the number written.
     """
-    cdef Py_ssize_t i = top, pending = 1
+    cdef Py_ssize_t i = _tape_index(root), pending = 1, n = 0, lo, hi
     cdef PyObject* node
     cdef PyObject* c
     cdef PyObject** kids
     cdef unsigned int k
     root._flags |= PLACED
-    root.grad = 1.0
+    root.grad = 1.0 if topo == NULL else 0.0
     # kernel: begin
     while pending and i >= 0:
         if i >= PREFETCH:
@@ -420,9 +435,22 @@ cdef void _walk(Value root, Py_ssize_t top) noexcept:
                 _flagsp(c)[0] |= PLACED
                 _gradp(c)[0] = 0.0
                 pending += 1
-        _backprop(node)
+        if topo == NULL:
+            _backprop(node)
+        else:
+            topo[n] = node
+            n += 1
         pending -= 1
+    lo = 0
+    hi = n - 1
+    while lo < hi:  # parents came first: turn the order around
+        node = topo[lo]
+        topo[lo] = topo[hi]
+        topo[hi] = node
+        lo += 1
+        hi -= 1
     # kernel: end
+    return n
 
 
 # ---------------------------------------------------------------------------
@@ -955,11 +983,22 @@ cdef unsigned long long _backward_runs = 0
 
 cdef _Aux _tape_of(Value root):
     """root's graph in topological order, built once and kept on root."""
+    cdef PyObject** topo
     aux = _aux_of(root)
     if aux.topo == NULL:
-        aux.ntopo = _order(root, &aux.topo)
+        if _on_tape(root):  # build order: the replay loops then run through memory in order
+            topo = <PyObject**>PyMem_Malloc((_tape_index(root) + 1) * sizeof(PyObject*))
+            if topo == NULL:
+                raise MemoryError()
+            aux.ntopo = _walk(root, topo)
+            aux.topo = <PyObject**>PyMem_Realloc(topo, max(aux.ntopo, 1) * sizeof(PyObject*))
+            if aux.topo == NULL:
+                aux.topo = topo
+            aux.marked = False  # the walk leaves no marks
+        else:
+            aux.ntopo = _order(root, &aux.topo)
+            aux.marked = True
         aux.zeroed_at = _backward_runs
-        aux.marked = True
     return aux
 
 
@@ -1174,12 +1213,8 @@ cdef class Value:
         global _backward_runs
         cdef Py_ssize_t i
         cdef _Aux tape
-        if ((self._aux is None or self._aux.topo == NULL) and self._flags & ON_TAPE
-                and _offtape_live == 0):  # a graph not replayed, all on the tape: one walk
-            i = _ntape - 1
-            while _tape[i] != <PyObject*>self:
-                i -= 1
-            _walk(self, i)
+        if (self._aux is None or self._aux.topo == NULL) and _on_tape(self):
+            _walk(self, NULL)  # a graph not replayed: one walk down the tape, nothing kept
             _backward_runs += 1
             return
         tape = _tape_of(self)
