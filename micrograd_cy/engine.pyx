@@ -712,20 +712,27 @@ cdef void _tape_compact() noexcept:
     _ntape = j
 
 
+cdef bint _tape_make_room() noexcept:
+    """Room for one more entry, by compacting or growing; False when there is no memory."""
+    global _tape, _cap_tape
+    if _ntape > 2 * _tape_live + 4096:
+        _tape_compact()
+    if _ntape < _cap_tape:
+        return True
+    if _cap_tape == 0:
+        _tape = <PyObject**>PyMem_Malloc(4096 * sizeof(PyObject*))
+        if _tape == NULL:
+            return False
+        _cap_tape = 4096
+        return True
+    return _grow(<void**>&_tape, &_cap_tape, sizeof(PyObject*)) == 0
+
+
 cdef inline bint _tape_push(PyObject* o) noexcept:
     """Append o; False when there is no memory for it (o then stays off the tape)."""
-    global _ntape, _tape, _cap_tape
-    if _ntape == _cap_tape:
-        if _ntape > 2 * _tape_live + 4096:
-            _tape_compact()
-        if _ntape == _cap_tape:
-            if _cap_tape == 0:
-                _tape = <PyObject**>PyMem_Malloc(4096 * sizeof(PyObject*))
-                if _tape == NULL:
-                    return False
-                _cap_tape = 4096
-            elif _grow(<void**>&_tape, &_cap_tape, sizeof(PyObject*)) < 0:
-                return False
+    global _ntape
+    if _ntape == _cap_tape and not _tape_make_room():
+        return False
     _tape[_ntape] = o
     _ntape += 1
     return True
@@ -769,31 +776,39 @@ cdef void _trim_slabs() noexcept:
     _nslabs = kept
 
 
+cdef Value _new_off_slab(unsigned char op):
+    """_new() when no slab could be had: the node comes from Python's allocator."""
+    global _offtape_live
+    cdef Value out = Value.__new__(Value)
+    out._flags = INITIALIZED
+    out._opcode = op
+    if op != LEAF:
+        _offtape_live += 1
+    return out
+
+
 cdef inline Value _new(unsigned char op):
     """A fresh node with op code op, no children, data and grad 0."""
     global _tape_live, _offtape_live
     cdef Value out
     cdef PyObject* o = _slab_pop() if _slabs_ok else NULL
-    if o != NULL:
-        Py_SET_REFCNT(o, 1)  # a slot is never tracemalloc's block: nothing else to tell
-        out = _take(o)
-        out._n = 0
-        out._a = NULL
-        out._s.kids = NULL
-        out.data = 0.0
-        out.grad = 0.0
-        out._flags = INITIALIZED | IN_SLAB
-        if op > CUSTOM and _tape_push(o):
-            out._flags |= ON_TAPE
-            _tape_live += 1
-            out._opcode = op
-            return out
-    else:
-        out = Value.__new__(Value)
-        out._flags = INITIALIZED
-    if op != LEAF:
-        _offtape_live += 1
+    if o == NULL:
+        return _new_off_slab(op)
+    Py_SET_REFCNT(o, 1)  # a slot is never tracemalloc's block: nothing else to tell
+    out = _take(o)
     out._opcode = op
+    out._n = 0
+    out._a = NULL
+    out._s.kids = NULL
+    out.data = 0.0
+    out.grad = 0.0
+    if op > CUSTOM and _tape_push(o):
+        out._flags = INITIALIZED | IN_SLAB | ON_TAPE
+        _tape_live += 1
+    else:
+        out._flags = INITIALIZED | IN_SLAB
+        if op != LEAF:
+            _offtape_live += 1
     return out
 
 
