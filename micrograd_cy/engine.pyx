@@ -273,8 +273,9 @@ cdef inline void _backprop(PyObject* node) noexcept:
 # ---------------------------------------------------------------------------
 # Topological order: an explicit stack, so no depth is too deep.
 
-cdef inline int _grow(void** buf, Py_ssize_t* cap, size_t item) noexcept:
-    cdef Py_ssize_t new_cap = cap[0] * 2
+cdef inline int _grow(void** buf, Py_ssize_t* cap, size_t item, Py_ssize_t first=64) noexcept:
+    """Double buf's capacity, or give it `first` items if it has none; -1 if no memory."""
+    cdef Py_ssize_t new_cap = cap[0] * 2 if cap[0] else first
     cdef void* p = PyMem_Realloc(buf[0], new_cap * item)
     if p == NULL:
         return -1
@@ -472,17 +473,10 @@ cdef inline void _release(PyObject* child) noexcept:
     if Py_REFCNT(child) > 1:
         _decref(child)  # someone else still holds it: no dealloc here
         return
-    if _npending == _cap_pending:
-        if _cap_pending == 0:
-            _cap_pending = 1024
-            _pending = <PyObject**>PyMem_Malloc(_cap_pending * sizeof(PyObject*))
-            if _pending == NULL:
-                _cap_pending = 0
-                _decref(child)  # out of memory: recurse, as a GC-less type would
-                return
-        elif _grow(<void**>&_pending, &_cap_pending, sizeof(PyObject*)) < 0:
-            _decref(child)
-            return
+    if _npending == _cap_pending and _grow(<void**>&_pending, &_cap_pending,
+                                           sizeof(PyObject*), 1024) < 0:
+        _decref(child)  # out of memory: recurse, as a GC-less type would
+        return
     _pending[_npending] = child  # our reference moves to the stack
     _npending += 1
 
@@ -589,15 +583,8 @@ cdef _Slab* _new_slab() noexcept:
     cdef _Slab* s
     cdef int i
     cdef PyObject* o
-    if _nslabs == _cap_slabs:
-        if _cap_slabs == 0:
-            _cap_slabs = 64
-            _slabs = <_Slab**>PyMem_Malloc(_cap_slabs * sizeof(_Slab*))
-            if _slabs == NULL:
-                _cap_slabs = 0
-                return NULL
-        elif _grow(<void**>&_slabs, &_cap_slabs, sizeof(_Slab*)) < 0:
-            return NULL
+    if _nslabs == _cap_slabs and _grow(<void**>&_slabs, &_cap_slabs, sizeof(_Slab*)) < 0:
+        return NULL
     s = <_Slab*>_slab_alloc(SLAB_BYTES)
     if s == NULL:
         return NULL
@@ -717,15 +704,7 @@ cdef bint _tape_make_room() noexcept:
     global _tape, _cap_tape
     if _ntape > 2 * _tape_live + 4096:
         _tape_compact()
-    if _ntape < _cap_tape:
-        return True
-    if _cap_tape == 0:
-        _tape = <PyObject**>PyMem_Malloc(4096 * sizeof(PyObject*))
-        if _tape == NULL:
-            return False
-        _cap_tape = 4096
-        return True
-    return _grow(<void**>&_tape, &_cap_tape, sizeof(PyObject*)) == 0
+    return _ntape < _cap_tape or _grow(<void**>&_tape, &_cap_tape, sizeof(PyObject*), 4096) == 0
 
 
 cdef inline bint _tape_push(PyObject* o) noexcept:

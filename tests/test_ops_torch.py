@@ -176,12 +176,25 @@ def run(program, make_leaf):
     return nodes
 
 
+def assert_matches(ours, theirs, n):
+    """Every node's data, and the n leaves' grads, as PyTorch has them."""
+    for o, r in zip(ours, theirs):
+        assert close(o.data, r.item(), abs_tol=1e-9)
+    for o, r in zip(ours[:n], theirs[:n]):
+        g = 0.0 if r.grad is None else r.grad.item()
+        assert close(o.grad, g, abs_tol=1e-9), (o.grad, g)
+
+
+def hand_built_if(path):
+    """backward() and forward() order a graph by the creation tape, but depth-first while a
+    node built by hand with children is alive: keep one alive for the "depth-first" path."""
+    return Value(1.0, (Value(2.0),), "hand") if path == "depth-first" else None
+
+
 @pytest.mark.parametrize("path", ["tape", "depth-first"])
 @given(program=programs())
 def test_random_dags_against_pytorch(path, program):
-    # backward() on a new graph walks the creation tape; while a hand-built node with
-    # children is alive, it orders the graph depth-first instead: both must be right
-    hand_built = Value(1.0, (Value(2.0),), "hand") if path == "depth-first" else None
+    hand_built = hand_built_if(path)
     try:
         ours = run(program, Value)
     except (ZeroDivisionError, OverflowError, ValueError):
@@ -195,11 +208,7 @@ def test_random_dags_against_pytorch(path, program):
     assert (engine._tape_state()[2] > 0) == (hand_built is not None)
     root_ours.backward()
     root_theirs.backward()
-    for o, r in zip(ours, theirs):
-        assert close(o.data, r.item(), abs_tol=1e-9)
-    for o, r in zip(ours[:n], theirs[:n]):
-        g = 0.0 if r.grad is None else r.grad.item()
-        assert close(o.grad, g, abs_tol=1e-9), (o.grad, g)
+    assert_matches(ours, theirs, n)
 
 
 def test_relu_dot_is_one_node_with_relus_numbers():
@@ -237,8 +246,7 @@ def test_matvec_is_a_layer_of_dots(relu):
 @pytest.mark.parametrize("path", ["tape", "depth-first"])
 @given(program=programs())
 def test_replayed_random_dags_against_pytorch(path, program):
-    # forward() orders a graph by the tape, or depth-first while a hand-built node lives
-    hand_built = Value(1.0, (Value(2.0),), "hand") if path == "depth-first" else None
+    hand_built = hand_built_if(path)
     leaves, steps = program
     moved = ([x * 0.5 + 0.25 for x in leaves], steps)
     try:
@@ -259,8 +267,4 @@ def test_replayed_random_dags_against_pytorch(path, program):
     if not math.isfinite(root.data):
         return
     root_theirs.backward()
-    for o, r in zip(ours, theirs):
-        assert close(o.data, r.item(), abs_tol=1e-9)
-    for o, r in zip(ours[:n], theirs[:n]):
-        g = 0.0 if r.grad is None else r.grad.item()
-        assert close(o.grad, g, abs_tol=1e-9), (o.grad, g)
+    assert_matches(ours, theirs, n)
