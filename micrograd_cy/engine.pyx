@@ -32,7 +32,6 @@ DEF PREFETCH = 8
 cdef extern from "Python.h":
     Py_ssize_t Py_REFCNT(PyObject*)
     void _decref "Py_DECREF"(PyObject*)
-    void _Py_NewReference(PyObject*)
     PyTypeObject* Py_TYPE(PyObject*)
     unsigned long Py_TPFLAGS_HEAPTYPE
 
@@ -573,13 +572,14 @@ cdef _Slab** _slabs = NULL
 cdef Py_ssize_t _nslabs = 0, _cap_slabs = 0
 cdef _Slab* _cur = NULL          # where the next node comes from
 cdef Py_ssize_t _free_total = 0  # free slots in all slabs
+cdef Py_ssize_t _empty_slabs = 0 # slabs with every slot free
 cdef bint _slabs_ok = False      # set at import when Value fits a slot
 cdef Py_ssize_t _aux_offset      # where a Value keeps _aux: free slots hold None there
 
 
 cdef _Slab* _new_slab() noexcept:
     """A slab of free slots, each already a dead Value (type set, _aux None); NULL if no memory."""
-    global _slabs, _nslabs, _cap_slabs, _free_total
+    global _slabs, _nslabs, _cap_slabs, _free_total, _empty_slabs
     cdef _Slab* s
     cdef int i
     cdef PyObject* o
@@ -603,6 +603,7 @@ cdef _Slab* _new_slab() noexcept:
     _slabs[_nslabs] = s
     _nslabs += 1
     _free_total += SLAB_NODES
+    _empty_slabs += 1
     return s
 
 
@@ -626,7 +627,7 @@ cdef _Slab* _slab_with_room() noexcept:
 
 cdef inline PyObject* _slab_pop() noexcept:
     """A free slot, the lowest of the current slab; NULL if there is no memory."""
-    global _cur, _free_total
+    global _cur, _free_total, _empty_slabs
     cdef _Slab* s = _cur
     cdef unsigned int w, i
     if s == NULL or s.nfree == 0:
@@ -640,13 +641,15 @@ cdef inline PyObject* _slab_pop() noexcept:
     s.hint = w
     i = (w << 6) | _ctz(s.free[w])
     s.free[w] &= s.free[w] - 1
+    if s.nfree == SLAB_NODES:
+        _empty_slabs -= 1
     s.nfree -= 1
     _free_total -= 1
     return <PyObject*>(<char*>s + i * NODE_BYTES)
 
 
 cdef inline void _slab_push(PyObject* o) noexcept:
-    global _free_total
+    global _free_total, _empty_slabs
     cdef _Slab* s = <_Slab*>(<size_t>o & ~(<size_t>SLAB_BYTES - 1))
     cdef size_t i = (<size_t>o - <size_t>s) // NODE_BYTES
     cdef unsigned int w = i >> 6
@@ -655,6 +658,8 @@ cdef inline void _slab_push(PyObject* o) noexcept:
         s.hint = w
     s.nfree += 1
     _free_total += 1
+    if s.nfree == SLAB_NODES:
+        _empty_slabs += 1
 
 
 cdef inline bint _slot_free(PyObject* o) noexcept:
@@ -734,7 +739,7 @@ cdef inline void _tape_forget(PyObject* o) noexcept:
 
 cdef void _trim_slabs() noexcept:
     """Give back empty slabs beyond the KEEP_SLABS a training loop reuses."""
-    global _nslabs, _cur, _free_total
+    global _nslabs, _cur, _free_total, _empty_slabs
     cdef Py_ssize_t i, kept = 0, empty = 0
     cdef _Slab* s
     if _ntape:
@@ -747,6 +752,7 @@ cdef void _trim_slabs() noexcept:
                 if s == _cur:
                     _cur = NULL
                 _free_total -= SLAB_NODES
+                _empty_slabs -= 1
                 _free_slab(s)
                 continue
         s.index = kept
@@ -829,7 +835,7 @@ cdef void _dealloc(PyObject* o) noexcept:
         PyMem_Free(_pending)
         _pending = NULL
         _cap_pending = 0
-    if _free_total > (KEEP_SLABS + 1) * SLAB_NODES:
+    if _empty_slabs > KEEP_SLABS + 1:  # counted, not searched: a full search is rare
         _trim_slabs()
 
 
