@@ -3,8 +3,10 @@
 """A compiled scalar autograd engine with micrograd's API.
 
 A Value holds a double and its gradient; operators build a DAG whose nodes own
-references to their children only. backward() orders the graph once with an
-explicit stack and then runs one C loop that dispatches on each node's op code.
+references to their children only, in slabs of one cache line a node, and append
+each node to a tape in build order. backward() walks the tape down from the root,
+in one C loop that dispatches on each node's op code; graphs with hand-built nodes
+are ordered by a depth-first search on an explicit stack instead.
 """
 cimport cython
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
@@ -270,7 +272,8 @@ cdef inline void _backprop(PyObject* node) noexcept:
 
 
 # ---------------------------------------------------------------------------
-# Topological order: an explicit stack, so no depth is too deep.
+# Topological order by the tape (_walk) or, for graphs with hand-built nodes, by a
+# depth-first search on an explicit stack (_order): no depth is too deep either way.
 
 cdef inline int _grow(void** buf, Py_ssize_t* cap, size_t item, Py_ssize_t first=64) noexcept:
     """Double buf's capacity, or give it `first` items if it has none; -1 if no memory."""
