@@ -286,6 +286,12 @@ cdef inline int _grow(void** buf, Py_ssize_t* cap, size_t item, Py_ssize_t first
     return 0
 
 
+cdef PyObject** _fit(PyObject** order, Py_ssize_t n) noexcept:
+    """order cut down to its n entries (kept as long as its root); as is if realloc fails."""
+    cdef PyObject** p = <PyObject**>PyMem_Realloc(order, max(n, 1) * sizeof(PyObject*))
+    return order if p == NULL else p
+
+
 cdef inline void _place(PyObject* node, PyObject** topo, Py_ssize_t* n) noexcept:
     """Append node to the order; interior grads start each backward at 0."""
     _flagsp(node)[0] |= EXPANDED | PLACED
@@ -383,12 +389,7 @@ cdef Py_ssize_t _order(Value root, PyObject*** out) except -1:
         raise MemoryError("out of memory ordering the graph")
     _topo_hint = max(256, min(n, 1 << 20))
     _stack_hint = max(64, min(scap, 1 << 20))
-    if cap > n:  # the tape stays as long as its root: keep only what it holds
-        out[0] = <PyObject**>PyMem_Realloc(topo, max(n, 1) * sizeof(PyObject*))
-        if out[0] == NULL:
-            out[0] = topo
-    else:
-        out[0] = topo
+    out[0] = _fit(topo, n) if cap > n else topo
     return n
 
 
@@ -405,17 +406,18 @@ cdef inline bint _on_tape(Value root) noexcept:
     return root._flags & ON_TAPE and _offtape_live == 0
 
 
-cdef Py_ssize_t _walk(Value root, PyObject** topo) noexcept:
-    """Walk root's graph down the tape: with topo NULL, backward() itself; else its order.
+cdef Py_ssize_t _walk(Value root, Py_ssize_t top, PyObject** topo) noexcept:
+    """Walk root's graph down the tape from top, root's entry: with topo NULL, backward()
+    itself; else its order.
 
     A node is PLACED when a parent reaches it: its grad starts at 0 and it joins the
     pending count. The walk meets each PLACED node after all its parents (they were built
     later) and stops when no node is pending. Without topo it applies each node's chain
-    rule (root.grad is 1); with topo (room for root's entry and all below) it writes the
+    rule (root.grad is 1); with topo (room for top + 1 entries) it writes the
     interior nodes there, children first, as the depth-first order would, but in build
     order, which is memory order in the slabs. Returns the number written.
     """
-    cdef Py_ssize_t i = _tape_index(root), pending = 1, n = 0, lo, hi
+    cdef Py_ssize_t i = top, pending = 1, n = 0, lo, hi
     cdef PyObject* node
     cdef PyObject* c
     cdef PyObject** kids
@@ -979,24 +981,24 @@ cdef _Aux _aux_of(Value v):
     return v._aux
 
 
-# Each backward() counts here. A tape whose interior grads were zeroed after the
-# last backward() anywhere (by _order or forward()) need not zero them again.
+# Each backward() counts here. A cached order whose interior grads were zeroed after
+# the last backward() anywhere (when ordered, or by forward()) need not zero them again.
 cdef unsigned long long _backward_runs = 0
 
 
-cdef _Aux _tape_of(Value root):
-    """root's graph in topological order, built once and kept on root."""
+cdef _Aux _cached_order(Value root):
+    """root's graph in topological order, built once and kept on root (in its _Aux)."""
     cdef PyObject** topo
+    cdef Py_ssize_t top
     aux = _aux_of(root)
     if aux.topo == NULL:
         if _on_tape(root):  # build order: the replay loops then run through memory in order
-            topo = <PyObject**>PyMem_Malloc((_tape_index(root) + 1) * sizeof(PyObject*))
+            top = _tape_index(root)
+            topo = <PyObject**>PyMem_Malloc((top + 1) * sizeof(PyObject*))
             if topo == NULL:
                 raise MemoryError()
-            aux.ntopo = _walk(root, topo)
-            aux.topo = <PyObject**>PyMem_Realloc(topo, max(aux.ntopo, 1) * sizeof(PyObject*))
-            if aux.topo == NULL:
-                aux.topo = topo
+            aux.ntopo = _walk(root, top, topo)
+            aux.topo = _fit(topo, aux.ntopo)
             aux.marked = False  # the walk leaves no marks
         else:
             aux.ntopo = _order(root, &aux.topo)
@@ -1215,27 +1217,28 @@ cdef class Value:
         """Set every node's grad to d(self)/d(node); leaves accumulate (+=)."""
         global _backward_runs
         cdef Py_ssize_t i
-        cdef _Aux tape
+        cdef _Aux order
         if (self._aux is None or self._aux.topo == NULL) and _on_tape(self):
-            _walk(self, NULL)  # a graph not replayed: one walk down the tape, nothing kept
+            # a graph not replayed: one walk down the tape, nothing kept
+            _walk(self, _tape_index(self), NULL)
             _backward_runs += 1
             return
-        tape = _tape_of(self)
-        cdef PyObject** topo = tape.topo
-        cdef bint fresh = tape.marked  # the first pass over a new order clears its marks
-        tape.marked = False
+        order = _cached_order(self)
+        cdef PyObject** topo = order.topo
+        cdef bint fresh = order.marked  # the first pass over a new order clears its marks
+        order.marked = False
         # interior grads restart at zero, so a second backward() adds to leaves only once
         # kernel: begin
-        if tape.zeroed_at != _backward_runs:
-            for i in range(tape.ntopo):
-                if i + PREFETCH < tape.ntopo:
+        if order.zeroed_at != _backward_runs:
+            for i in range(order.ntopo):
+                if i + PREFETCH < order.ntopo:
                     _prefetch(topo[i + PREFETCH])
                 if (<Value>topo[i])._opcode > CUSTOM:
                     _gradp(topo[i])[0] = 0.0
         _backward_runs += 1
         self.grad = 1.0
         # go one node at a time, parents before children, and apply the chain rule
-        for i in range(tape.ntopo - 1, -1, -1):
+        for i in range(order.ntopo - 1, -1, -1):
             if i >= PREFETCH:
                 _prefetch(topo[i - PREFETCH])
             if fresh:
@@ -1252,13 +1255,13 @@ cdef class Value:
         """
         cdef Py_ssize_t i
         cdef int err = OK
-        cdef _Aux tape = _tape_of(self)
-        cdef PyObject** topo = tape.topo
-        cdef bint fresh = tape.marked  # the first pass over a new order clears its marks
-        tape.marked = False
+        cdef _Aux order = _cached_order(self)
+        cdef PyObject** topo = order.topo
+        cdef bint fresh = order.marked  # the first pass over a new order clears its marks
+        order.marked = False
         # kernel: begin
-        for i in range(tape.ntopo):
-            if i + PREFETCH < tape.ntopo:
+        for i in range(order.ntopo):
+            if i + PREFETCH < order.ntopo:
                 _prefetch(topo[i + PREFETCH])
             if fresh:
                 _unmark(topo[i])
@@ -1270,8 +1273,8 @@ cdef class Value:
         # kernel: end
         if err:
             if fresh:  # a new order's marks must not outlive this call
-                for i in range(i, tape.ntopo):
+                for i in range(i, order.ntopo):
                     _unmark(topo[i])
             _raise(err)
-        tape.zeroed_at = _backward_runs
+        order.zeroed_at = _backward_runs
         return self
