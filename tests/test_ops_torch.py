@@ -197,6 +197,12 @@ def term_magnitudes(program, theirs):
     return mag[:n]
 
 
+def summation_bound(mag, passes=1):
+    """What summing a gradient's terms in another order may change: m * eps * the sum of
+    their magnitudes, m < 256 here; per backward pass. 0 when the magnitude is not finite."""
+    return passes * 256 * 2.0 ** -53 * mag if math.isfinite(mag) else 0.0
+
+
 def assert_matches(program, ours, theirs):
     """Every node's data, and the leaves' grads, as PyTorch has them: to relative 1e-9, or,
     where terms cancel, to what float64 summation in another order can change (the error
@@ -206,8 +212,7 @@ def assert_matches(program, ours, theirs):
         assert close(o.data, r.item(), abs_tol=1e-9)
     for o, r, mag in zip(ours[:n], theirs[:n], term_magnitudes(program, theirs)):
         g = 0.0 if r.grad is None else r.grad.item()
-        order = 256 * 2.0 ** -53 * mag if math.isfinite(mag) else 0.0
-        assert close(o.grad, g, abs_tol=max(1e-9, order)), (o.grad, g, mag)
+        assert close(o.grad, g, abs_tol=max(1e-9, summation_bound(mag))), (o.grad, g, mag)
 
 
 def hand_built_if(path):
