@@ -115,9 +115,6 @@ cdef inline double _data(PyObject* node) noexcept:
 cdef inline double* _gradp(PyObject* node) noexcept:
     return &(<Value>node).grad
 
-cdef inline void _acc(PyObject* node, double d) noexcept:
-    _gradp(node)[0] += d
-
 cdef inline unsigned char* _flagsp(PyObject* node) noexcept:
     return &(<Value>node)._flags
 
@@ -204,9 +201,52 @@ cdef int _eval(PyObject* node) noexcept:
     return OK
 
 
+cdef inline bint _first_reach(PyObject* c, Py_ssize_t* pending) noexcept:
+    """In a walk: whether this is the first edge to reach c (then c is PLACED and pending)."""
+    cdef unsigned char* f = _flagsp(c)
+    if f[0] & (ON_TAPE | PLACED) != ON_TAPE:
+        return False
+    f[0] |= PLACED
+    pending[0] += 1
+    return True
+
+
+# _backprop comes in two copies (a fused type): one adds into the children's grads, one
+# also reaches them, for _walk. Each is inlined where it runs.
+cdef struct _Adding:
+    char unused
+cdef struct _Walking:
+    Py_ssize_t pending  # nodes reached and not yet visited
+
+ctypedef fused _Mode:
+    _Adding
+    _Walking
+
+
+cdef inline void _give(PyObject* c, double d, _Mode* m) noexcept:
+    """Add d into c's grad. In a walk the first edge to reach c replaces the grad it kept
+    from an earlier backward: 0.0 + d, exactly what zeroing then adding gives."""
+    if _Mode is _Walking:
+        if _first_reach(c, &m.pending):
+            _gradp(c)[0] = 0.0 + d
+            return
+    _gradp(c)[0] += d
+
+
+cdef inline void _give_none(PyObject* c, _Mode* m) noexcept:
+    """An edge the chain rule gives nothing through: a walk still reaches c, grad 0."""
+    if _Mode is _Walking:
+        if _first_reach(c, &m.pending):
+            _gradp(c)[0] = 0.0
+
+
 @cython.cdivision(True)
-cdef inline void _backprop(PyObject* node) noexcept:
-    """Add d(node)/d(child) * node.grad into each child's grad (PyTorch's rules at the edges)."""
+cdef inline void _backprop(PyObject* node, _Mode* m) noexcept:
+    """Add d(node)/d(child) * node.grad into each child's grad (PyTorch's rules at the edges).
+
+    _Walking: every child is also reached, gradient or not, so that its grad starts at 0
+    and the walk knows to visit it.
+    """
     cdef PyObject* a = (<Value>node)._a
     cdef PyObject* b
     cdef PyObject** kids
@@ -214,60 +254,75 @@ cdef inline void _backprop(PyObject* node) noexcept:
     cdef unsigned char op = (<Value>node)._opcode
     cdef double g = (<Value>node).grad, out, c, x, y
     if op == ADD:
-        _acc(a, g)
-        _acc((<Value>node)._s.b, g)
+        _give(a, g, m)
+        _give((<Value>node)._s.b, g, m)
     elif op == SUB:
-        _acc(a, g)
-        _acc((<Value>node)._s.b, -g)
+        _give(a, g, m)
+        _give((<Value>node)._s.b, -g, m)
     elif op == MUL:
         b = (<Value>node)._s.b
-        _acc(a, _data(b) * g)
-        _acc(b, _data(a) * g)
+        _give(a, _data(b) * g, m)
+        _give(b, _data(a) * g, m)
     elif op == DIV:
         y = _data((<Value>node)._s.b)
-        _acc(a, g / y)
-        _acc((<Value>node)._s.b, -g * ((<Value>node).data / y))
+        _give(a, g / y, m)
+        _give((<Value>node)._s.b, -g * ((<Value>node).data / y), m)
     elif op == NEG:
-        _acc(a, -g)
+        _give(a, -g, m)
     elif op == POW:
         c = (<Value>node)._s.c
         if c != 0.0:  # d(x**0)/dx is 0 everywhere, 0 included
-            _acc(a, (c * pow(_data(a), c - 1.0)) * g)
+            _give(a, (c * pow(_data(a), c - 1.0)) * g, m)
+        else:
+            _give_none(a, m)
     elif op == POWV:
         b = (<Value>node)._s.b
         x = _data(a)
         y = _data(b)
         if y != 0.0:
-            _acc(a, (y * pow(x, y - 1.0)) * g)
+            _give(a, (y * pow(x, y - 1.0)) * g, m)
+        else:
+            _give_none(a, m)
         if not (x == 0.0 and y >= 0.0):
-            _acc(b, ((<Value>node).data * log(x)) * g)
+            _give(b, ((<Value>node).data * log(x)) * g, m)
+        else:
+            _give_none(b, m)
     elif op == RELU:
         if (<Value>node).data > 0.0:
-            _acc(a, g)
+            _give(a, g, m)
+        else:
+            _give_none(a, m)
     elif op == TANH:
         out = (<Value>node).data
-        _acc(a, g * (1.0 - out * out))
+        _give(a, g * (1.0 - out * out), m)
     elif op == EXP:
-        _acc(a, g * (<Value>node).data)
+        _give(a, g * (<Value>node).data, m)
     elif op == LOG:
-        _acc(a, g / _data(a))
+        _give(a, g / _data(a), m)
     elif op == SIGMOID:
         out = (<Value>node).data
-        _acc(a, g * (1.0 - out) * out)
+        _give(a, g * (1.0 - out) * out, m)
     elif op == SUM:
         kids = (<Value>node)._s.kids
         for i in range((<Value>node)._n):
-            _acc(kids[i], g)
+            _give(kids[i], g, m)
     elif op == DOT:
-        if (<Value>node)._flags & RELU_OUT and not (<Value>node).data > 0.0:
-            return
         kids = (<Value>node)._s.kids
+        if (<Value>node)._flags & RELU_OUT and not (<Value>node).data > 0.0:
+            if _Mode is _Walking:
+                for i in range((<Value>node)._n):
+                    _give_none(kids[i], m)
+            return
         n = (<Value>node)._n // 2
         for i in range(n):
-            _acc(kids[i], _data(kids[n + i]) * g)
-            _acc(kids[n + i], _data(kids[i]) * g)
+            _give(kids[i], _data(kids[n + i]) * g, m)
+            _give(kids[n + i], _data(kids[i]) * g, m)
         if (<Value>node)._flags & HAS_BIAS:
-            _acc(kids[2 * n], g)
+            _give(kids[2 * n], g, m)
+    elif _Mode is _Walking and op == CUSTOM:  # no rule: its children are reached, grad 0
+        kids = (<Value>node)._s.kids
+        for i in range((<Value>node)._n):
+            _give_none(kids[i], m)
 # kernel: end
 
 
@@ -417,7 +472,9 @@ cdef Py_ssize_t _walk(Value root, Py_ssize_t top, PyObject** topo) noexcept:
     interior nodes there, children first, as the depth-first order would, but in build
     order, which is memory order in the slabs. Returns the number written.
     """
-    cdef Py_ssize_t i = top, pending = 1, n = 0, lo, hi
+    cdef Py_ssize_t i = top, n = 0, lo, hi
+    cdef _Walking walk
+    walk.pending = 1
     cdef PyObject* node
     cdef PyObject* c
     cdef PyObject** kids
@@ -425,7 +482,7 @@ cdef Py_ssize_t _walk(Value root, Py_ssize_t top, PyObject** topo) noexcept:
     root._flags |= PLACED
     root.grad = 1.0 if topo == NULL else 0.0
     # kernel: begin
-    while pending and i >= 0:
+    while walk.pending and i >= 0:
         if i >= PREFETCH:
             _prefetch(_tape[i - PREFETCH])
         node = _tape[i]
@@ -433,19 +490,17 @@ cdef Py_ssize_t _walk(Value root, Py_ssize_t top, PyObject** topo) noexcept:
         if not _flagsp(node)[0] & PLACED:  # another graph's node, or a stale entry
             continue
         _flagsp(node)[0] &= ~PLACED
-        kids = _children(node)
-        for k in range((<Value>node)._n):
-            c = kids[k]
-            if _flagsp(c)[0] & (ON_TAPE | PLACED) == ON_TAPE:
-                _flagsp(c)[0] |= PLACED
-                _gradp(c)[0] = 0.0
-                pending += 1
-        if topo == NULL:
-            _backprop(node)
+        if topo == NULL:  # reaching the children as the chain rule gives to them
+            _backprop(node, &walk)
         else:
+            kids = _children(node)
+            for k in range((<Value>node)._n):
+                c = kids[k]
+                if _first_reach(c, &walk.pending):
+                    _gradp(c)[0] = 0.0
             topo[n] = node
             n += 1
-        pending -= 1
+        walk.pending -= 1
     lo = 0
     hi = n - 1
     while lo < hi:  # parents came first: turn the order around
@@ -1244,7 +1299,7 @@ cdef class Value:
             if fresh:
                 _unmark(topo[i])
             if (<Value>topo[i])._opcode > CUSTOM:
-                _backprop(topo[i])
+                _backprop(topo[i], <_Adding*>NULL)
         # kernel: end
 
     def forward(self):

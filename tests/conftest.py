@@ -48,6 +48,12 @@ def readme_example(a, b):
     return g
 
 
+def hand_built_if(path):
+    """backward() and forward() order a graph by the creation tape, but depth-first while a
+    node built by hand with children is alive: keep one alive for the "depth-first" path."""
+    return Value(1.0, (Value(2.0),), "hand") if path == "depth-first" else None
+
+
 @pytest.fixture(params=[Value, micrograd.engine.Value], ids=["micrograd_cy", "upstream"])
 def ValueImpl(request):
     """The suite runs on both engines: what holds for upstream holds for ours."""

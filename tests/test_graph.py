@@ -8,7 +8,7 @@ import tracemalloc
 import pytest
 import torch
 
-from conftest import close, readme_example
+from conftest import close, hand_built_if, readme_example
 from micrograd_cy import Value
 
 
@@ -116,6 +116,32 @@ def test_shared_interior_node_between_two_roots():
     l1.backward()
     l2.backward()
     assert a.grad == 2 * 2.0 + 3 * 2 * 2.0  # leaves accumulate both, as in PyTorch
+
+
+DEAD_EDGES = {  # a node over h whose chain rule gives h nothing (h.data is -6)
+    "relu": lambda h: h.relu(),
+    "relu-dot": lambda h: Value.dot([h], [Value(1.0)], relu=True),
+    "pow-0": lambda h: h**0,
+    "pow-value-0": lambda h: h ** Value(0.0),
+    "zero-to-the-minus-h": lambda h: Value(0.0) ** (-h),
+}
+
+
+@pytest.mark.parametrize("path", ["tape", "depth-first"])
+@pytest.mark.parametrize("edge", DEAD_EDGES)
+def test_grad_kept_from_another_graph_is_not_seen_through_a_dead_edge(path, edge):
+    hand_built = hand_built_if(path)
+    a, b = Value(-2.0), Value(3.0)
+    m = a * b
+    h = m + 0.0
+    first = h * 3
+    first.backward()
+    assert (h.grad, m.grad, a.grad) == (3.0, 3.0, 9.0)
+    second = DEAD_EDGES[edge](h)
+    second.backward()
+    # this graph reaches h and m, and their grads for it are 0; leaves keep accumulating
+    assert (h.grad, m.grad, a.grad, b.grad) == (0.0, 0.0, 9.0, -6.0)
+    del hand_built
 
 
 def test_fused_nodes_reuse_one_node_many_times():

@@ -46,7 +46,8 @@ def test_kernel_regions_exist():
     source = PYX.read_text().splitlines()
     text = "\n".join(source[n - 1] for n in sorted(lines))
     for name in ["cdef int _eval(", "cdef inline void _backprop(", "cdef inline int _eval2(", "while sp:",
-                 "_backprop(topo[i])", "err = _eval(topo[i])"]:
+                 "cdef inline void _give(", "_backprop(topo[i], ", "_backprop(node, &walk)",
+                 "err = _eval(topo[i])"]:
         assert name in text, f"{name} is not inside a kernel region"
 
 

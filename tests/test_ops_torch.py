@@ -6,7 +6,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import close, readme_example
+from conftest import close, hand_built_if, readme_example
 from micrograd_cy import Value, engine
 
 
@@ -213,12 +213,6 @@ def assert_matches(program, ours, theirs):
     for o, r, mag in zip(ours[:n], theirs[:n], term_magnitudes(program, theirs)):
         g = 0.0 if r.grad is None else r.grad.item()
         assert close(o.grad, g, abs_tol=max(1e-9, summation_bound(mag))), (o.grad, g, mag)
-
-
-def hand_built_if(path):
-    """backward() and forward() order a graph by the creation tape, but depth-first while a
-    node built by hand with children is alive: keep one alive for the "depth-first" path."""
-    return Value(1.0, (Value(2.0),), "hand") if path == "depth-first" else None
 
 
 @pytest.mark.parametrize("path", ["tape", "depth-first"])
