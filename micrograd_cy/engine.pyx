@@ -469,6 +469,23 @@ cdef inline bint _on_tape(Value root) noexcept:
     return root._flags & ON_TAPE and _offtape_live == 0
 
 
+# kernel: begin
+cdef inline PyObject* _next_reached(PyObject** tape, Py_ssize_t* i) noexcept:
+    """The next node down the tape from i[0] that the walk has reached, its mark cleared;
+    NULL below the bottom."""
+    cdef PyObject* node
+    while i[0] >= 0:
+        if i[0] >= PREFETCH:
+            _prefetch(tape[i[0] - PREFETCH])
+        node = tape[i[0]]
+        i[0] -= 1
+        if _flagsp(node)[0] & PLACED:  # else another graph's node, or a stale entry
+            _flagsp(node)[0] &= ~PLACED
+            return node
+    return NULL
+# kernel: end
+
+
 cdef Py_ssize_t _walk(Value root, Py_ssize_t top, PyObject** topo) noexcept:
     """Walk root's graph down the tape from top, root's entry: with topo NULL, backward()
     itself; else its order.
@@ -492,32 +509,26 @@ cdef Py_ssize_t _walk(Value root, Py_ssize_t top, PyObject** topo) noexcept:
     # kernel: begin
     if topo == NULL:  # backward(): reach the children as the chain rule gives to them
         root.grad = 1.0
-        while walk.pending and i >= 0:
-            if i >= PREFETCH:
-                _prefetch(tape[i - PREFETCH])
-            node = tape[i]
-            i -= 1
-            if _flagsp(node)[0] & PLACED:  # else another graph's node, or a stale entry
-                _flagsp(node)[0] &= ~PLACED
-                _backprop(node, &walk)
-                walk.pending -= 1
+        while walk.pending:
+            node = _next_reached(tape, &i)
+            if node == NULL:
+                break
+            _backprop(node, &walk)
+            walk.pending -= 1
         return 0
     root.grad = 0.0
-    while walk.pending and i >= 0:
-        if i >= PREFETCH:
-            _prefetch(tape[i - PREFETCH])
-        node = tape[i]
-        i -= 1
-        if _flagsp(node)[0] & PLACED:
-            _flagsp(node)[0] &= ~PLACED
-            kids = _children(node)
-            for k in range((<Value>node)._n):
-                c = kids[k]
-                if _first_reach(c, &walk.pending):
-                    _gradp(c)[0] = 0.0
-            topo[n] = node
-            n += 1
-            walk.pending -= 1
+    while walk.pending:
+        node = _next_reached(tape, &i)
+        if node == NULL:
+            break
+        kids = _children(node)
+        for k in range((<Value>node)._n):
+            c = kids[k]
+            if _first_reach(c, &walk.pending):
+                _gradp(c)[0] = 0.0
+        topo[n] = node
+        n += 1
+        walk.pending -= 1
     lo = 0
     hi = n - 1
     while lo < hi:  # parents came first: turn the order around

@@ -47,6 +47,7 @@ def test_kernel_regions_exist():
     text = "\n".join(source[n - 1] for n in sorted(lines))
     for name in ["cdef int _eval(", "cdef inline void _backprop(", "cdef inline int _eval2(", "while sp:",
                  "cdef inline void _give(", "_backprop(topo[i], ", "_backprop(node, &walk)",
+                 "cdef inline PyObject* _next_reached(",
                  "err = _eval(topo[i])"]:
         assert name in text, f"{name} is not inside a kernel region"
 
