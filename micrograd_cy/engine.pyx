@@ -328,6 +328,7 @@ cdef inline void _backprop(PyObject* node, _Mode* m) noexcept:
         if (<Value>node)._flags & HAS_BIAS:
             _give(kids[2 * n], g, m)
     elif _Mode is _Walking and op == CUSTOM:  # no rule: its children are reached, grad 0
+        # (not met today: while a hand-built node lives, graphs take the depth-first order)
         kids = (<Value>node)._s.kids
         for i in range((<Value>node)._n):
             _give_none(kids[i], m)
