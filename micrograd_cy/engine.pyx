@@ -350,6 +350,14 @@ cdef inline int _grow(void** buf, Py_ssize_t* cap, size_t item, Py_ssize_t first
     return 0
 
 
+cdef inline void _give_back(void** buf, Py_ssize_t* cap) noexcept:
+    """Free buf if a huge graph grew it past 1M items; _grow starts it again from nothing."""
+    if cap[0] > (1 << 20):
+        PyMem_Free(buf[0])
+        buf[0] = NULL
+        cap[0] = 0
+
+
 cdef PyObject** _fit(PyObject** order, Py_ssize_t n) noexcept:
     """order cut down to its n entries (kept as long as its root); as is if realloc fails."""
     cdef PyObject** p = <PyObject**>PyMem_Realloc(order, max(n, 1) * sizeof(PyObject*))
@@ -502,7 +510,6 @@ cdef Py_ssize_t _walk(Value root, Py_ssize_t top, PyObject** topo) noexcept:
     cdef _Walking walk
     cdef PyObject** tape = _tape  # a local: the flag stores could alias the global
     cdef PyObject* node
-    cdef PyObject* c
     cdef PyObject** kids
     cdef unsigned int k
     walk.pending = 1
@@ -524,9 +531,7 @@ cdef Py_ssize_t _walk(Value root, Py_ssize_t top, PyObject** topo) noexcept:
             break
         kids = _children(node)
         for k in range((<Value>node)._n):
-            c = kids[k]
-            if _first_reach(c, &walk.pending):
-                _gradp(c)[0] = 0.0
+            _give_none(kids[k], &walk)  # reached, gradient or not: replay needs them all
         topo[n] = node
         n += 1
         walk.pending -= 1
@@ -813,15 +818,12 @@ cdef inline bint _tape_push(PyObject* o) noexcept:
 
 cdef inline void _tape_forget(PyObject* o) noexcept:
     """Count a dying node out; the tape empties with its last live node."""
-    global _tape_live, _offtape_live, _ntape, _tape, _cap_tape
+    global _tape_live, _offtape_live, _ntape
     if _flagsp(o)[0] & ON_TAPE:
         _tape_live -= 1
         if _tape_live == 0:
             _ntape = 0
-            if _cap_tape > (1 << 20):  # give back what a huge graph needed
-                PyMem_Free(_tape)
-                _tape = NULL
-                _cap_tape = 0
+            _give_back(<void**>&_tape, &_cap_tape)
     elif (<Value>o)._opcode != LEAF:
         _offtape_live -= 1
 
@@ -908,7 +910,7 @@ cdef void _dealloc(PyObject* o) noexcept:
     """Value's tp_dealloc. The children it held last go to _pending; the outermost call
     frees them here, in a loop, as their last reference goes (no recursion, no depth limit).
     """
-    global _npending, _draining, _pending, _cap_pending
+    global _npending, _draining
     cdef PyObject* c
     _free_node(o)
     if _draining:
@@ -920,10 +922,7 @@ cdef void _dealloc(PyObject* o) noexcept:
         Py_SET_REFCNT(c, 0)
         _free_node(c)
     _draining = False
-    if _cap_pending > (1 << 20):  # give back what a huge graph needed
-        PyMem_Free(_pending)
-        _pending = NULL
-        _cap_pending = 0
+    _give_back(<void**>&_pending, &_cap_pending)
     if _empty_slabs > KEEP_SLABS + 1:  # counted, not searched: a full search is rare
         _trim_slabs()
 
