@@ -203,16 +203,16 @@ def summation_bound(mag, passes=1):
     return passes * 256 * 2.0 ** -53 * mag if math.isfinite(mag) else 0.0
 
 
-def assert_matches(program, ours, theirs):
-    """Every node's data, and the leaves' grads, as PyTorch has them: to relative 1e-9, or,
-    where terms cancel, to what float64 summation in another order can change (the error
-    bound of summing m terms is m * eps * the sum of their magnitudes; m < 256 here)."""
+def assert_matches(program, ours, theirs, passes=1):
+    """Every node's data, and the leaves' grads after `passes` backward passes, as PyTorch
+    has them: to relative 1e-9, or, where terms cancel, to what float64 summation in another
+    order can change (summation_bound)."""
     n = len(program[0])
     for o, r in zip(ours, theirs):
         assert close(o.data, r.item(), abs_tol=1e-9)
     for o, r, mag in zip(ours[:n], theirs[:n], term_magnitudes(program, theirs)):
         g = 0.0 if r.grad is None else r.grad.item()
-        assert close(o.grad, g, abs_tol=max(1e-9, summation_bound(mag))), (o.grad, g, mag)
+        assert close(o.grad, g, abs_tol=max(1e-9, summation_bound(mag, passes))), (o.grad, g, mag)
 
 
 @pytest.mark.parametrize("path", ["tape", "depth-first"])
