@@ -1,0 +1,21 @@
+"""A newcomer's machine: the test command works where the optional programs are missing."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_memcheck_test_skips_with_its_reason_where_valgrind_is_missing(tmp_path):
+    # a PATH that holds this Python and nothing else: no valgrind, no dot
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(sys.executable)
+    env = dict(os.environ, PATH=str(bin_dir))
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", "-q",
+         str(ROOT / "tests" / "test_reliability.py") + "::test_valgrind_memcheck_is_clean"],
+        cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "1 skipped" in run.stdout and "valgrind is not installed" in run.stdout, run.stdout
