@@ -1,9 +1,10 @@
 """The per-node loops stay pure C: Cython's annotation scores each of their lines 0.
 
-Regions between "# kernel: begin" and "# kernel: end" in engine.pyx are the forward and
-backward kernels and the loops that run them once per node. A line there that touches
-the Python C-API (a refcount, an object conversion, an exception check) gets a score
-above zero in `cython -a`, and this test names it.
+Regions between "# kernel: begin" and "# kernel: end" in the engine's sources (engine.pyx
+and the .pxi files it includes) are the forward and backward kernels and the loops that
+run them once per node. A line there that touches the Python C-API (a refcount, an object
+conversion, an exception check) gets a score above zero in `cython -a`, and this test
+names it.
 """
 import re
 import subprocess
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-PYX = Path(__file__).resolve().parents[1] / "micrograd_cy" / "engine.pyx"
+PACKAGE = Path(__file__).resolve().parents[1] / "micrograd_cy"
+SOURCES = [PACKAGE / "engine.pyx"] + sorted(PACKAGE.glob("*.pxi"))
 
 
 def kernel_lines(source):
@@ -29,40 +31,46 @@ def kernel_lines(source):
 
 @pytest.fixture(scope="module")
 def scores(tmp_path_factory):
+    """{source file name: {line: score}}; Cython writes one page per included file."""
     pytest.importorskip("Cython")
     out = tmp_path_factory.mktemp("annotate")
-    # compiled beside its .pxd, as the build does
-    for name in ["engine.pyx", "engine.pxd"]:
-        (out / name).write_text((PYX.parent / name).read_text())
+    for path in SOURCES + [PACKAGE / "engine.pxd"]:  # compiled beside its .pxd, as the build does
+        (out / path.name).write_text(path.read_text())
     subprocess.run([sys.executable, "-m", "cython", "-a", str(out / "engine.pyx")],
                    check=True, capture_output=True)
-    annotated = (out / "engine.html").read_text()
-    return {int(line): int(score) for score, line in re.findall(
-        r'<pre class="cython line score-(\d+)"[^>\n]*>[^\n]*?<span class="">(\d+)</span>:', annotated)}
+    pages = {}
+    for path in SOURCES:
+        annotated = (out / path.with_suffix(".html").name).read_text()
+        pages[path.name] = {int(line): int(score) for score, line in re.findall(
+            r'<pre class="cython line score-(\d+)"[^>\n]*>[^\n]*?<span class="">(\d+)</span>:',
+            annotated)}
+    return pages
 
 
 def test_kernel_regions_exist():
-    lines = kernel_lines(PYX.read_text())
-    source = PYX.read_text().splitlines()
-    text = "\n".join(source[n - 1] for n in sorted(lines))
+    text = "\n".join(line for path in SOURCES for n, line in enumerate(path.read_text().splitlines(), 1)
+                     if n in kernel_lines(path.read_text()))
     for name in ["cdef int _eval(", "cdef inline void _backprop(", "cdef inline int _eval2(", "while sp:",
                  "cdef inline void _give(", "_backprop(topo[i], ", "_backprop(node, &walk)",
-                 "cdef inline PyObject* _next_reached(",
-                 "err = _eval(topo[i])"]:
+                 "cdef inline PyObject* _next_reached(", "cdef inline void _mul_bwd(",
+                 "cdef inline int _dot_fwd(", "err = _eval(topo[i])"]:
         assert name in text, f"{name} is not inside a kernel region"
 
 
 def test_kernels_do_not_touch_python(scores):
-    source = PYX.read_text().splitlines()
-    lines = kernel_lines(PYX.read_text())
-    assert lines <= scores.keys()
-    dirty = [f"engine.pyx:{n}: score {scores[n]}: {source[n - 1].strip()}"
-             for n in sorted(lines) if scores[n] > 0]
+    dirty = []
+    for path in SOURCES:
+        source = path.read_text().splitlines()
+        lines = kernel_lines(path.read_text())
+        assert lines <= scores[path.name].keys(), path.name
+        dirty += [f"{path.name}:{n}: score {scores[path.name][n]}: {source[n - 1].strip()}"
+                  for n in sorted(lines) if scores[path.name][n] > 0]
     assert not dirty, "kernel lines interact with Python:\n" + "\n".join(dirty)
 
 
 def test_the_guard_can_fail(scores):
     # lines outside the kernels that build Python objects do score above zero
-    source = PYX.read_text().splitlines()
+    path = PACKAGE / "order.pxi"
+    source = path.read_text().splitlines()
     raising = [n for n, line in enumerate(source, 1) if 'raise MemoryError("out of memory' in line]
-    assert raising and all(scores[n] > 0 for n in raising)
+    assert raising and all(scores[path.name][n] > 0 for n in raising)

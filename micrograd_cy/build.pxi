@@ -1,0 +1,148 @@
+# Building nodes from Python input: numbers become doubles (or leaves), and every op
+# makes its output node the same way (_unary, _binary, _dot). Anything that can run
+# Python code (a __float__, an iterator) runs before a node is half made, or the node
+# counts what it owns at every step, so an exception leaves nothing broken.
+
+# ---------------------------------------------------------------------------
+# Turning Python numbers into doubles
+
+cdef object _Real = numbers.Real
+cdef object _Integral = numbers.Integral
+
+
+cdef int _real(object x, double* out) except -1:
+    """Store x as a double and return 1 if x is a real number, else return 0."""
+    if type(x) is float:
+        out[0] = <double>x
+        return 1
+    if isinstance(x, (int, float)) or isinstance(x, _Real):
+        out[0] = float(x)
+        return 1
+    return 0
+
+
+cdef double _data_arg(object x) except? -1.0:
+    cdef double d
+    if not _real(x, &d):
+        raise TypeError(f"Value data must be a real number (int, float or a numpy "
+                        f"scalar), not {type(x).__name__!r}")
+    return d
+
+
+# ---------------------------------------------------------------------------
+# Leaves
+
+cdef inline Value _leaf(double d):
+    cdef Value v = _new(LEAF)
+    v.data = d
+    return v
+
+
+cdef inline object _coerce(object x):
+    """x as a Value, or None when x is not a real number."""
+    cdef double d
+    if type(x) is Value:
+        return x
+    if _real(x, &d):
+        return _leaf(d)
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Op nodes: every op makes its output the same way.
+
+cdef inline Value _check(Value out, int err):
+    if err:
+        _raise(err)
+    return out
+
+
+cdef inline Value _unary(unsigned char op, Value a):
+    cdef Value out = _new(op)
+    Py_INCREF(a)
+    out._a = <PyObject*>a
+    out._n = 1
+    return _check(out, _eval1(op, a.data, 0.0, &out.data))
+
+
+cdef inline Value _binary(unsigned char op, Value a, Value b):
+    cdef Value out = _new(op)
+    Py_INCREF(a)
+    out._a = <PyObject*>a
+    Py_INCREF(b)
+    out._s.b = <PyObject*>b
+    out._n = 2
+    return _check(out, _eval2(op, a.data, b.data, &out.data))
+
+
+cdef inline object _apply(unsigned char op, object x, object y):
+    """x op y for numbers or Values on either side; NotImplemented for anything else."""
+    a = _coerce(x)
+    if a is None:
+        return NotImplemented
+    b = _coerce(y)
+    if b is None:
+        return NotImplemented
+    return _binary(op, a, b)
+
+
+cdef Value _leaf_of(object x):
+    """x, a real number, as a leaf; TypeError for anything else."""
+    cdef double d
+    if not _real(x, &d):
+        raise TypeError(f"expected a Value or a real number, not {type(x).__name__!r}")
+    return _leaf(d)
+
+
+cdef Value _dot(object w, object x, object bias, bint relu):
+    """The DOT node of w and x, two results of PySequence_Fast, plus bias if not None."""
+    cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(w)
+    if n != PySequence_Fast_GET_SIZE(x):
+        raise ValueError(f"a dot product needs as many weights as inputs, got "
+                         f"{n} and {PySequence_Fast_GET_SIZE(x)}")
+    cdef Value out = _new(DOT)
+    if relu:
+        out._flags |= RELU_OUT
+    _set_kids(out, w, n + (bias is not None))
+    if PySequence_Fast_GET_SIZE(x) != n:  # converting w ran code that resized x
+        raise RuntimeError("the inputs changed size while the weights were read")
+    _set_kids(out, x, 0)
+    if bias is not None:
+        if type(bias) is not Value:
+            bias = _leaf_of(bias)
+        Py_INCREF(bias)
+        out._s.kids[out._n] = <PyObject*>bias
+        out._n += 1
+        out._flags |= HAS_BIAS
+    return _check(out, _eval(<PyObject*>out))
+
+
+cdef int _set_kids(Value out, object items, Py_ssize_t extra) except -1:
+    """Own a reference to each item (numbers become leaves) in out._s.kids[out._n:].
+
+    The first call allocates room for n + extra children; out is n-ary already.
+    """
+    cdef Py_ssize_t i, n = PySequence_Fast_GET_SIZE(items)
+    cdef PyObject** src = PySequence_Fast_ITEMS(items)
+    cdef object v
+    if out._s.kids == NULL:
+        if n + extra > 0xFFFFFFFF:
+            raise OverflowError("a node takes at most 2**32 - 1 children")
+        out._s.kids = <PyObject**>PyMem_Malloc(max(n + extra, 1) * sizeof(PyObject*))
+        if out._s.kids == NULL:
+            raise MemoryError()
+    cdef PyObject** dst = out._s.kids + out._n
+    for i in range(n):
+        if type(<object>src[i]) is Value:
+            Py_INCREF(<object>src[i])
+            dst[i] = src[i]
+        else:
+            v = _leaf_of(<object>src[i])  # may run Python code (a __float__)...
+            Py_INCREF(v)
+            dst[i] = <PyObject*>v
+            if PySequence_Fast_GET_SIZE(items) != n:  # ...that changed the list under us
+                out._n += 1
+                raise RuntimeError("the sequence changed size while it was read")
+            src = PySequence_Fast_ITEMS(items)
+        out._n += 1  # counted as owned at once: dealloc releases what is there
+    return 0
