@@ -10,6 +10,12 @@ cdef object _Real = numbers.Real
 cdef object _Integral = numbers.Integral
 
 
+cdef bint _integral(object x) except -1:
+    """Whether x is an integer (an int, or registered as numbers.Integral)."""
+    # two isinstance calls: Cython leaves the error of isinstance(x, (int, _Integral)) unchecked
+    return isinstance(x, int) or isinstance(x, _Integral)
+
+
 cdef int _real(object x, double* out) except -1:
     """Store x as a double and return 1 if x is a real number, else return 0."""
     if type(x) is float:
@@ -34,7 +40,7 @@ cdef double _data_arg(object x) except? -1.0:
 
 cdef inline Value _leaf(double d):
     cdef Value v = _new(LEAF)
-    v.data = d
+    v._data = d
     return v
 
 
@@ -57,22 +63,38 @@ cdef inline Value _check(Value out, int err):
     return out
 
 
+cdef int _unready(Value v) except -1:
+    """Raise for a Value that may not be a child: one that __init__ has not finished."""
+    if v._flags & INITIALIZED:
+        raise ValueError("a Value whose __init__ has not returned (or failed) cannot be used "
+                         "in a graph: it could be made part of itself")
+    raise ValueError("a Value made by Value.__new__ cannot be used in a graph before its "
+                     "__init__ has run: make it with Value(data)")
+
+
+cdef inline int _ready(Value v) except -1:
+    return 0 if v._flags & READY else _unready(v)
+
+
 cdef inline Value _unary(unsigned char op, Value a):
+    _ready(a)
     cdef Value out = _new(op)
     Py_INCREF(a)
     out._a = <PyObject*>a
     out._n = 1
-    return _check(out, _eval1(op, a.data, 0.0, &out.data))
+    return _check(out, _eval1(op, a._data, 0.0, &out._data))
 
 
 cdef inline Value _binary(unsigned char op, Value a, Value b):
+    if not (a._flags & b._flags & READY):
+        _unready(b if a._flags & READY else a)
     cdef Value out = _new(op)
     Py_INCREF(a)
     out._a = <PyObject*>a
     Py_INCREF(b)
     out._s.b = <PyObject*>b
     out._n = 2
-    return _check(out, _eval2(op, a.data, b.data, &out.data))
+    return _check(out, _eval2(op, a._data, b._data, &out._data))
 
 
 cdef inline object _apply(unsigned char op, object x, object y):
@@ -110,6 +132,7 @@ cdef Value _dot(object w, object x, object bias, bint relu):
     if bias is not None:
         if type(bias) is not Value:
             bias = _leaf_of(bias)
+        _ready(bias)
         Py_INCREF(bias)
         out._s.kids[out._n] = <PyObject*>bias
         out._n += 1
@@ -128,12 +151,13 @@ cdef int _set_kids(Value out, object items, Py_ssize_t extra) except -1:
     if out._s.kids == NULL:
         if n + extra > 0xFFFFFFFF:
             raise OverflowError("a node takes at most 2**32 - 1 children")
-        out._s.kids = <PyObject**>PyMem_Malloc(max(n + extra, 1) * sizeof(PyObject*))
+        out._s.kids = <PyObject**>_alloc(max(n + extra, 1) * sizeof(PyObject*))
         if out._s.kids == NULL:
             raise MemoryError()
     cdef PyObject** dst = out._s.kids + out._n
     for i in range(n):
         if type(<object>src[i]) is Value:
+            _ready(<Value>src[i])
             Py_INCREF(<object>src[i])
             dst[i] = src[i]
         else:

@@ -20,14 +20,15 @@ cdef enum Op:
     DOT       # n-ary: kids = w[0..n), x[0..n), optional bias; optionally ReLU'd
 
 cdef enum Flag:
-    EXPANDED = 1       # EXPANDED and PLACED are set only while an order is being built
+    EXPANDED = 1       # EXPANDED and PLACED mark nodes only inside an ordering call
     PLACED = 16
-    INT_EXPONENT = 2   # POW's exponent was an int: _op shows '**2', not '**2.0'
+    READY = 2          # built and complete: it may be a child (ops and __init__ refuse others)
     HAS_BIAS = 4       # DOT's last kid is the bias
-    INITIALIZED = 8    # __init__ has run
+    INT_EXPONENT = 4   # POW's exponent was an int: _op shows '**2', not '**2.0' (POW, not DOT)
+    INITIALIZED = 8    # __init__ has started: it may not run again
     RELU_OUT = 32      # DOT's result goes through a ReLU: one node for a ReLU neuron
     IN_SLAB = 64       # the node lives in one of the engine's slabs, not Python's heap
-    ON_TAPE = 128      # the node has an entry on the tape (see engine.pyx)
+    ON_TAPE = 128      # the node has an entry on the tape (memory.pxi)
 
 
 cdef class _Aux:
@@ -36,7 +37,7 @@ cdef class _Aux:
     cdef str op_name
     cdef PyObject** topo       # borrowed: the root keeps every node of its graph alive
     cdef Py_ssize_t ntopo
-    cdef unsigned long long zeroed_at  # _backward_runs when the interior grads were last zeroed
+    cdef unsigned long long zeroed_at  # _grads_written when the interior grads were last zeroed
     cdef bint marked           # just built: the ordering's marks are still on the nodes
 
 
@@ -53,6 +54,6 @@ cdef class Value:
     cdef unsigned int _n       # number of children
     cdef PyObject* _a          # owned references to the children (NULL when absent)
     cdef _Slot _s
-    cdef public double data
-    cdef public double grad
+    cdef double _data          # Python sees these as the properties data and grad
+    cdef double _grad
     cdef _Aux _aux             # None for most nodes

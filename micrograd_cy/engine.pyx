@@ -1,4 +1,4 @@
-# cython: language_level=3, embedsignature=True
+# cython: language_level=3, embedsignature=True, embedsignature.format=clinic
 # cython: boundscheck=False, wraparound=False, initializedcheck=False
 """A compiled scalar autograd engine with micrograd's API.
 
@@ -48,9 +48,11 @@ include "order.pxi"
 include "build.pxi"
 
 
-_OP_NAMES = {LEAF: '', ADD: '+', SUB: '-', MUL: '*', DIV: '/', NEG: 'neg', POWV: '**',
-             RELU: 'ReLU', TANH: 'tanh', EXP: 'exp', LOG: 'log', SIGMOID: 'sigmoid',
-             SUM: 'sum', DOT: 'dot'}
+# micrograd's names for its ops ('', '+', '*', 'ReLU'; POW shows its exponent, '**2');
+# ours for the rest. A hand-built node shows the _op it was given ('' as in micrograd).
+_OP_NAMES = {LEAF: '', CUSTOM: '', ADD: '+', SUB: '-', MUL: '*', DIV: '/', NEG: 'neg',
+             POW: '**', POWV: '**', RELU: 'ReLU', TANH: 'tanh', EXP: 'exp', LOG: 'log',
+             SIGMOID: 'sigmoid', SUM: 'sum', DOT: 'dot'}
 
 
 @cython.final
@@ -78,7 +80,7 @@ cdef _check_layout():
         raise ImportError("micrograd_cy: Value is a heap type; its tp_dealloc expects a static one")
     t.tp_dealloc = _dealloc
     global _slabs_ok, _aux_offset
-    _aux_offset = <char*>&v.grad - <char*><PyObject*>v + sizeof(double)
+    _aux_offset = <char*>&v._grad - <char*><PyObject*>v + sizeof(double)
     # slabs hold 64-byte Values with _aux last (not so on, e.g., a Py_TRACE_REFS build)
     _slabs_ok = (t.tp_basicsize == NODE_BYTES and _aux_offset + sizeof(PyObject*) == NODE_BYTES
                  and sizeof(_Slab) <= HEAD_SLOTS * NODE_BYTES)
@@ -87,8 +89,23 @@ _check_layout()
 
 
 def _tape_state():
-    """(entries on the tape, live nodes on it, live nodes with children off it): for tests."""
-    return _ntape, _tape_live, _offtape_live
+    """(entries on the tape, live nodes on it): for tests."""
+    return _ntape, _tape_live
+
+
+def _order_counts():
+    """(tape walks, walks that handed over to a depth-first search, depth-first searches,
+    tape entries walked) since import: for tests."""
+    return _walks, _handovers, _searches, _walked
+
+
+def _use_depth_first(bint on):
+    """Tests: order every graph depth-first (on) or by the tape where it pays (off, the
+    default). Returns the setting it replaces."""
+    global _depth_first_only
+    was = _depth_first_only
+    _depth_first_only = on
+    return was
 
 
 def _restore(data, grad, label):
@@ -100,32 +117,63 @@ def _restore(data, grad, label):
 
 @cython.final
 @cython.no_gc
+@cython.binding(False)  # methods are C method descriptors: they refuse a self that is not a Value
 cdef class Value:
-    """Stores a single scalar value and its gradient."""
+    """Value(data, _children=(), _op='', label='')
+--
+
+Stores a single scalar value and its gradient."""
 
     __array_ufunc__ = None  # numpy scalars on the left defer to our reflected operators
 
     def __init__(self, data, _children=(), str _op not None='', str label not None=''):
-        global _offtape_live
         if self._flags & INITIALIZED:
             raise RuntimeError("Value.__init__ may run only once per Value")
-        self.data = _data_arg(data)
+        self._flags |= INITIALIZED  # first: what follows can run Python code, which may call it
+        self._data = _data_arg(data)
         children = PySequence_Fast(_children, "_children must be a sequence of Values")
         for c in children:
             if type(c) is not Value:
                 raise TypeError(f"_children must hold Values, not {type(c).__name__!r}")
+            _ready(c)  # itself, or a Value still being built, would make a cycle
         if PySequence_Fast_GET_SIZE(children):
             self._opcode = CUSTOM
-            _offtape_live += 1
             _set_kids(self, children, 0)
         if _op or label:
             _aux_of(self).op_name = _op
             self._aux.label = label
-        self._flags |= INITIALIZED
+        self._flags |= READY
 
     # freeing is _dealloc(), installed as the type's tp_dealloc at import
 
     # -- micrograd's public surface ------------------------------------------
+
+    @property
+    def data(self):
+        return self._data
+
+    @data.setter
+    def data(self, double value):
+        self._data = value
+
+    @data.deleter
+    def data(self):
+        raise AttributeError("a Value's data cannot be deleted")
+
+    @property
+    def grad(self):
+        return self._grad
+
+    @grad.setter
+    def grad(self, double value):
+        global _grads_written
+        self._grad = value
+        if self._n:  # a cached order may no longer count its interior grads as zero
+            _grads_written += 1
+
+    @grad.deleter
+    def grad(self):
+        raise AttributeError("a Value's grad cannot be deleted")
 
     @property
     def _prev(self):
@@ -153,12 +201,16 @@ cdef class Value:
     def label(self, str value not None):
         _aux_of(self).label = value
 
+    @label.deleter
+    def label(self):
+        raise AttributeError("a Value's label cannot be deleted (set it to '')")
+
     def __repr__(self):
-        return f"Value(data={self.data}, grad={self.grad})"
+        return f"Value(data={self._data}, grad={self._grad})"
 
     def __reduce__(self):
         # a pickled Value is a leaf: its graph history is not kept
-        return (_restore, (self.data, self.grad, self.label))
+        return (_restore, (self._data, self._grad, self.label))
 
     # -- operators ------------------------------------------------------------
 
@@ -187,14 +239,16 @@ cdef class Value:
             return _binary(POWV, self, other)
         if not _real(other, &c):
             return NotImplemented
+        cdef bint integral = _integral(other)  # Python code may run: before the node is made
+        _ready(self)
         out = _new(POW)
         out._s.c = c
         out._n = 1
-        if isinstance(other, (int, _Integral)):
+        if integral:
             out._flags |= INT_EXPONENT
         Py_INCREF(self)
         out._a = <PyObject*>self
-        return _check(out, _eval1(POW, self.data, c, &out.data))
+        return _check(out, _eval1(POW, self._data, c, &out._data))
 
     def __neg__(self):  # -self
         return _unary(NEG, self)

@@ -34,12 +34,46 @@ cdef extern from *:
 
 
 # ---------------------------------------------------------------------------
+# Allocation. The debug build (setup.py: MICROGRAD_CY_DEBUG=1) can make every allocation
+# from a chosen one on fail (debug.pxi: _fail_allocations); the release build compiles
+# the check away.
+
+cdef extern from *:
+    """
+    #ifndef MGCY_DEBUG
+    #define MGCY_DEBUG 0
+    #endif
+    """
+    const bint MGCY_DEBUG
+
+cdef Py_ssize_t _allocs_left = -1  # debug build: allocations that succeed before all fail; -1: all do
+
+
+cdef inline bint _refused() noexcept:
+    global _allocs_left
+    if not MGCY_DEBUG or _allocs_left < 0:
+        return False
+    if _allocs_left == 0:
+        return True
+    _allocs_left -= 1
+    return False
+
+
+cdef inline void* _alloc(size_t size) noexcept:
+    return NULL if _refused() else PyMem_Malloc(size)
+
+
+cdef inline void* _realloc(void* p, size_t size) noexcept:
+    return NULL if _refused() else PyMem_Realloc(p, size)
+
+
+# ---------------------------------------------------------------------------
 # Growable buffers (the pending stack, the slab list, the tape, orders)
 
 cdef inline int _grow(void** buf, Py_ssize_t* cap, size_t item, Py_ssize_t first=64) noexcept:
     """Double buf's capacity, or give it `first` items if it has none; -1 if no memory."""
     cdef Py_ssize_t new_cap = cap[0] * 2 if cap[0] else first
-    cdef void* p = PyMem_Realloc(buf[0], new_cap * item)
+    cdef void* p = _realloc(buf[0], new_cap * item)
     if p == NULL:
         return -1
     buf[0] = p
@@ -57,7 +91,7 @@ cdef inline void _give_back(void** buf, Py_ssize_t* cap) noexcept:
 
 cdef PyObject** _fit(PyObject** order, Py_ssize_t n) noexcept:
     """order cut down to its n entries (kept as long as its root); as is if realloc fails."""
-    cdef PyObject** p = <PyObject**>PyMem_Realloc(order, max(n, 1) * sizeof(PyObject*))
+    cdef PyObject** p = <PyObject**>_realloc(order, max(n, 1) * sizeof(PyObject*))
     return order if p == NULL else p
 
 
@@ -165,7 +199,7 @@ cdef _Slab* _new_slab() noexcept:
     cdef PyObject* o
     if _nslabs == _cap_slabs and _grow(<void**>&_slabs, &_cap_slabs, sizeof(_Slab*)) < 0:
         return NULL
-    s = <_Slab*>_slab_alloc(SLAB_BYTES)
+    s = NULL if _refused() else <_Slab*>_slab_alloc(SLAB_BYTES)
     if s == NULL:
         return NULL
     PyTraceMalloc_Track(0, <size_t>s, SLAB_BYTES)  # so tracemalloc counts the nodes
@@ -256,13 +290,13 @@ cdef inline bint _slot_free(PyObject* o) noexcept:
 # Entries are not removed when their node dies: an entry is stale when its slot is free
 # or was reused since (the slot's newest entry is the live one). The tape empties when
 # no node on it is alive, which in a training loop is once a step, and is compacted if
-# it outgrows the live nodes. Nodes not on it (made by Value(...) with children, or by
-# an op when no slab could be had) send backward() to the depth-first ordering instead.
+# it outgrows the live nodes. Nodes with children that are not on it (made by Value(...)
+# with children, or by an op when no slab could be had) are met by the walk as it
+# reaches them: it hands the rest of that graph to the depth-first ordering (order.pxi).
 
 cdef PyObject** _tape = NULL
 cdef Py_ssize_t _ntape = 0, _cap_tape = 0
 cdef Py_ssize_t _tape_live = 0     # live nodes with ON_TAPE
-cdef Py_ssize_t _offtape_live = 0  # live nodes with children that are not on the tape
 
 
 cdef void _tape_compact() noexcept:
@@ -304,14 +338,12 @@ cdef inline bint _tape_push(PyObject* o) noexcept:
 
 cdef inline void _tape_forget(PyObject* o) noexcept:
     """Count a dying node out; the tape empties with its last live node."""
-    global _tape_live, _offtape_live, _ntape
+    global _tape_live, _ntape
     if _flagsp(o)[0] & ON_TAPE:
         _tape_live -= 1
         if _tape_live == 0:
             _ntape = 0
             _give_back(<void**>&_tape, &_cap_tape)
-    elif (<Value>o)._opcode != LEAF:
-        _offtape_live -= 1
 
 
 cdef void _trim_slabs() noexcept:
@@ -340,18 +372,15 @@ cdef void _trim_slabs() noexcept:
 
 cdef Value _new_off_slab(unsigned char op):
     """_new() when no slab could be had: the node comes from Python's allocator."""
-    global _offtape_live
     cdef Value out = Value.__new__(Value)
-    out._flags = INITIALIZED
+    out._flags = INITIALIZED | READY
     out._opcode = op
-    if op != LEAF:
-        _offtape_live += 1
     return out
 
 
 cdef inline Value _new(unsigned char op):
     """A fresh node with op code op, no children, data and grad 0."""
-    global _tape_live, _offtape_live
+    global _tape_live
     cdef Value out
     cdef PyObject* o = _slab_pop() if _slabs_ok else NULL
     if o == NULL:
@@ -362,15 +391,13 @@ cdef inline Value _new(unsigned char op):
     out._n = 0
     out._a = NULL
     out._s.kids = NULL
-    out.data = 0.0
-    out.grad = 0.0
+    out._data = 0.0
+    out._grad = 0.0
     if op > CUSTOM and _tape_push(o):
-        out._flags = INITIALIZED | IN_SLAB | ON_TAPE
+        out._flags = INITIALIZED | READY | IN_SLAB | ON_TAPE
         _tape_live += 1
     else:
-        out._flags = INITIALIZED | IN_SLAB
-        if op != LEAF:
-            _offtape_live += 1
+        out._flags = INITIALIZED | READY | IN_SLAB
     return out
 
 

@@ -38,11 +38,11 @@ cdef int _raise(int err) except -1:
 
 # kernel: begin (every line up to "kernel: end" must be pure C; tests/test_kernels.py)
 
-cdef inline double _data(PyObject* node) noexcept:
-    return (<Value>node).data
+cdef inline double _val(PyObject* node) noexcept:
+    return (<Value>node)._data
 
 cdef inline double* _gradp(PyObject* node) noexcept:
-    return &(<Value>node).grad
+    return &(<Value>node)._grad
 
 cdef inline unsigned char* _flagsp(PyObject* node) noexcept:
     return &(<Value>node)._flags
@@ -73,28 +73,35 @@ cdef inline PyObject** _children(PyObject* node) noexcept:
 cdef struct _Adding:
     char unused
 cdef struct _Walking:
-    Py_ssize_t pending  # nodes reached and not yet visited
+    Py_ssize_t pending  # nodes on the tape reached and not yet visited
+    Py_ssize_t off      # nodes with children off the tape reached: the walk cannot meet them
 
 ctypedef fused _Mode:
     _Adding
     _Walking
 
 
-cdef inline bint _first_reach(PyObject* c, Py_ssize_t* pending) noexcept:
-    """In a walk: whether this is the first edge to reach c (then c is PLACED and pending)."""
+cdef inline bint _first_reach(PyObject* c, _Walking* m) noexcept:
+    """In a walk: whether c's grad starts at this edge, the first to reach c. A node on the
+    tape is then PLACED and pending; one with children off the tape is PLACED and counted
+    in m.off, for the depth-first ordering to take over (order.pxi)."""
     cdef unsigned char* f = _flagsp(c)
-    if f[0] & (ON_TAPE | PLACED) != ON_TAPE:
+    if f[0] & (ON_TAPE | PLACED) == ON_TAPE:
+        f[0] |= PLACED
+        m.pending += 1
+        return True
+    if f[0] & (ON_TAPE | PLACED) or (<Value>c)._n == 0:  # reached already, or a leaf
         return False
     f[0] |= PLACED
-    pending[0] += 1
-    return True
+    m.off += 1
+    return (<Value>c)._opcode > CUSTOM  # a hand-built node's grad adds up, as a leaf's does
 
 
 cdef inline void _give(PyObject* c, double d, _Mode* m) noexcept:
     """Add d into c's grad. In a walk the first edge to reach c replaces the grad it kept
     from an earlier backward: 0.0 + d, exactly what zeroing then adding gives."""
     if _Mode is _Walking:
-        if _first_reach(c, &m.pending):
+        if _first_reach(c, m):
             _gradp(c)[0] = 0.0 + d
             return
     _gradp(c)[0] += d
@@ -103,7 +110,7 @@ cdef inline void _give(PyObject* c, double d, _Mode* m) noexcept:
 cdef inline void _give_none(PyObject* c, _Mode* m) noexcept:
     """An edge the chain rule gives nothing through: a walk still reaches c, grad 0."""
     if _Mode is _Walking:
-        if _first_reach(c, &m.pending):
+        if _first_reach(c, m):
             _gradp(c)[0] = 0.0
 
 
@@ -160,8 +167,8 @@ cdef inline int _mul_fwd(double x, double y, double* out) noexcept:
 cdef inline void _mul_bwd(PyObject* node, double g, _Mode* m) noexcept:
     cdef PyObject* a = _a(node)
     cdef PyObject* b = _b(node)
-    _give(a, _data(b) * g, m)
-    _give(b, _data(a) * g, m)
+    _give(a, _val(b) * g, m)
+    _give(b, _val(a) * g, m)
 
 # -- DIV: a / b
 @cython.cdivision(True)
@@ -173,9 +180,9 @@ cdef inline int _div_fwd(double x, double y, double* out) noexcept:
 
 @cython.cdivision(True)
 cdef inline void _div_bwd(PyObject* node, double g, _Mode* m) noexcept:
-    cdef double y = _data(_b(node))
+    cdef double y = _val(_b(node))
     _give(_a(node), g / y, m)
-    _give(_b(node), -g * ((<Value>node).data / y), m)
+    _give(_b(node), -g * ((<Value>node)._data / y), m)
 
 # -- NEG: -a
 cdef inline int _neg_fwd(double x, double* out) noexcept:
@@ -192,7 +199,7 @@ cdef inline int _pow_fwd(double x, double c, double* out) noexcept:
 cdef inline void _pow_bwd(PyObject* node, double g, _Mode* m) noexcept:
     cdef double c = (<Value>node)._s.c
     if c != 0.0:  # d(x**0)/dx is 0 everywhere, 0 included
-        _give(_a(node), (c * pow(_data(_a(node)), c - 1.0)) * g, m)
+        _give(_a(node), (c * pow(_val(_a(node)), c - 1.0)) * g, m)
     else:
         _give_none(_a(node), m)
 
@@ -201,13 +208,13 @@ cdef inline int _powv_fwd(double x, double y, double* out) noexcept:
     return _pow(x, y, out)
 
 cdef inline void _powv_bwd(PyObject* node, double g, _Mode* m) noexcept:
-    cdef double x = _data(_a(node)), y = _data(_b(node))
+    cdef double x = _val(_a(node)), y = _val(_b(node))
     if y != 0.0:
         _give(_a(node), (y * pow(x, y - 1.0)) * g, m)
     else:
         _give_none(_a(node), m)
     if not (x == 0.0 and y >= 0.0):
-        _give(_b(node), ((<Value>node).data * log(x)) * g, m)
+        _give(_b(node), ((<Value>node)._data * log(x)) * g, m)
     else:
         _give_none(_b(node), m)
 
@@ -217,7 +224,7 @@ cdef inline int _relu_fwd(double x, double* out) noexcept:
     return OK
 
 cdef inline void _relu_bwd(PyObject* node, double g, _Mode* m) noexcept:
-    if (<Value>node).data > 0.0:
+    if not (<Value>node)._data <= 0.0:
         _give(_a(node), g, m)
     else:
         _give_none(_a(node), m)
@@ -228,7 +235,7 @@ cdef inline int _tanh_fwd(double x, double* out) noexcept:
     return OK
 
 cdef inline void _tanh_bwd(PyObject* node, double g, _Mode* m) noexcept:
-    cdef double out = (<Value>node).data
+    cdef double out = (<Value>node)._data
     _give(_a(node), g * (1.0 - out * out), m)
 
 # -- EXP
@@ -240,7 +247,7 @@ cdef inline int _exp_fwd(double x, double* out) noexcept:
     return OK
 
 cdef inline void _exp_bwd(PyObject* node, double g, _Mode* m) noexcept:
-    _give(_a(node), g * (<Value>node).data, m)
+    _give(_a(node), g * (<Value>node)._data, m)
 
 # -- LOG
 cdef inline int _log_fwd(double x, double* out) noexcept:
@@ -251,7 +258,7 @@ cdef inline int _log_fwd(double x, double* out) noexcept:
 
 @cython.cdivision(True)
 cdef inline void _log_bwd(PyObject* node, double g, _Mode* m) noexcept:
-    _give(_a(node), g / _data(_a(node)), m)
+    _give(_a(node), g / _val(_a(node)), m)
 
 # -- SIGMOID: never overflows: exp() only ever sees a non-positive argument
 @cython.cdivision(True)
@@ -265,7 +272,7 @@ cdef inline int _sigmoid_fwd(double x, double* out) noexcept:
     return OK
 
 cdef inline void _sigmoid_bwd(PyObject* node, double g, _Mode* m) noexcept:
-    cdef double out = (<Value>node).data
+    cdef double out = (<Value>node)._data
     _give(_a(node), g * (1.0 - out) * out, m)
 
 # -- SUM: kids[0] + kids[1] + ..., as Python's sum() adds: 0 + a + b + ...
@@ -274,7 +281,7 @@ cdef inline int _sum_fwd(PyObject* node, double* out) noexcept:
     cdef unsigned int i
     cdef double acc = 0.0
     for i in range((<Value>node)._n):
-        acc += _data(kids[i])
+        acc += _val(kids[i])
     out[0] = acc
     return OK
 
@@ -289,9 +296,9 @@ cdef inline void _sum_bwd(PyObject* node, double g, _Mode* m) noexcept:
 cdef inline int _dot_fwd(PyObject* node, double* out) noexcept:
     cdef PyObject** kids = (<Value>node)._s.kids
     cdef unsigned int i, n = (<Value>node)._n // 2
-    cdef double acc = _data(kids[2 * n]) if (<Value>node)._flags & HAS_BIAS else 0.0
+    cdef double acc = _val(kids[2 * n]) if (<Value>node)._flags & HAS_BIAS else 0.0
     for i in range(n):
-        acc += _data(kids[i]) * _data(kids[n + i])
+        acc += _val(kids[i]) * _val(kids[n + i])
     if (<Value>node)._flags & RELU_OUT and acc < 0.0:
         acc = 0.0
     out[0] = acc
@@ -300,13 +307,13 @@ cdef inline int _dot_fwd(PyObject* node, double* out) noexcept:
 cdef inline void _dot_bwd(PyObject* node, double g, _Mode* m) noexcept:
     cdef PyObject** kids = (<Value>node)._s.kids
     cdef unsigned int i, n = (<Value>node)._n // 2
-    if (<Value>node)._flags & RELU_OUT and not (<Value>node).data > 0.0:
+    if (<Value>node)._flags & RELU_OUT and (<Value>node)._data <= 0.0:  # NaN passes, as RELU
         for i in range((<Value>node)._n):
             _give_none(kids[i], m)
         return
     for i in range(n):
-        _give(kids[i], _data(kids[n + i]) * g, m)
-        _give(kids[n + i], _data(kids[i]) * g, m)
+        _give(kids[i], _val(kids[n + i]) * g, m)
+        _give(kids[n + i], _val(kids[i]) * g, m)
     if (<Value>node)._flags & HAS_BIAS:
         _give(kids[2 * n], g, m)
 
@@ -351,7 +358,7 @@ cdef inline int _eval2(unsigned char op, double x, double y, double* out) noexce
 cdef int _eval(PyObject* node) noexcept:
     """Recompute node's data from its children. Returns an Err code, OK when fine."""
     cdef unsigned char op = (<Value>node)._opcode
-    cdef double* out = &(<Value>node).data
+    cdef double* out = &(<Value>node)._data
     if op == LEAF:
         return OK
     if op == CUSTOM:
@@ -361,8 +368,8 @@ cdef int _eval(PyObject* node) noexcept:
     if op == DOT:
         return _dot_fwd(node, out)
     if (<Value>node)._n == 2:
-        return _eval2(op, _data(_a(node)), _data(_b(node)), out)
-    return _eval1(op, _data(_a(node)), (<Value>node)._s.c, out)
+        return _eval2(op, _val(_a(node)), _val(_b(node)), out)
+    return _eval1(op, _val(_a(node)), (<Value>node)._s.c, out)
 
 
 cdef inline void _backprop(PyObject* node, _Mode* m) noexcept:
@@ -372,7 +379,7 @@ cdef inline void _backprop(PyObject* node, _Mode* m) noexcept:
     and the walk knows to visit it.
     """
     cdef unsigned char op = (<Value>node)._opcode
-    cdef double g = (<Value>node).grad
+    cdef double g = (<Value>node)._grad
     # MUL, ADD and RELU each get a branch of their own before the switch: most nodes
     # Python builds are one of them, and these branches are predicted far better than the
     # switch's indirect jump, whose misses stall on a node just read from memory (MUL and

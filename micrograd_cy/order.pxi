@@ -1,12 +1,18 @@
 # The ordering walks: a graph's nodes, children before parents, and the passes that run
 # the op rules (ops.pxi) over them.
 #
-# backward() on a new graph walks the tape (memory.pxi) down from the root (_walk): a node
-# is reached by the first edge that gives to it, and met on the tape after all its
-# parents, so the chain rule runs in the same pass, with no search and no allocation.
-# Graphs the tape does not hold are ordered by a depth-first search on an explicit
-# stack (_order): no depth is too deep either way. forward() (replay) keeps its order on
-# the root (_cached_order) and runs it in build order; backward() then reuses it.
+# backward() on a new graph walks the tape (memory.pxi) down from the root: a node is
+# reached by the first edge that gives to it, and met on the tape after all its parents,
+# so the chain rule runs in the same pass, with no search and no allocation.
+# The walk pays while the graph fills the stretch of tape it walks. It hands the rest of
+# the graph to a depth-first search (_order, on an explicit stack: no depth is too deep)
+# when it would pass more than SKIP_LIMIT entries, plus SKIP_PER_NODE for each node it
+# visited, of nodes not in the graph (other graphs kept alive, or a node built long ago,
+# far below), or when
+# it reaches a node with children off the tape, which it could never meet. So the cost
+# of backward() follows the size of the graph, never what else is alive.
+# forward() (replay) keeps its order on the root (_cached_order) and runs it in build
+# order; backward() then reuses it.
 
 cdef inline void _place(PyObject* node, PyObject** topo, Py_ssize_t* n) noexcept:
     """Append node to the order; interior grads start each backward at 0."""
@@ -21,25 +27,35 @@ cdef inline void _unmark(PyObject* node) noexcept:
     _flagsp(node)[0] &= ~(EXPANDED | PLACED)
 
 
+cdef enum:
+    SEARCH_LIMIT = 1024  # tape entries looked through for a root's before ordering depth-first
+    SKIP_LIMIT = 256     # entries of other nodes a walk may pass before it hands over...
+    SKIP_PER_NODE = 4    # ...plus this many for each node it visited
+
+cdef bint _depth_first_only = False  # tests: order every graph depth-first (_use_depth_first)
+# for tests (engine._order_counts()): walks, handovers, depth-first searches, entries walked
+cdef Py_ssize_t _walks = 0, _handovers = 0, _searches = 0, _walked = 0
+
+
 # Sizes the last ordering needed: a training loop builds graphs of one size, so the
 # next ordering allocates once instead of growing.
 cdef Py_ssize_t _topo_hint = 256
 cdef Py_ssize_t _stack_hint = 64
 
 
-cdef Py_ssize_t _order(Value root, PyObject*** out) except -1:
-    """Fill out[0] with root's graph, children before parents; returns the count.
+cdef Py_ssize_t _order(PyObject** roots, Py_ssize_t nroots, PyObject*** out) except -1:
+    """Fill out[0] with the graphs of roots, children before parents; returns the count.
 
     Depth-first: a node is EXPANDED when first popped (its unplaced children are pushed
     above it) and PLACED when popped again. A child may be pushed twice; the second copy
     finds it PLACED and is dropped. In a DAG an EXPANDED child is always PLACED already.
-    The marks stay on the nodes: the first pass over the order (backward or forward, told
-    by _Aux.marked) must clear them, before anything else can order a graph.
+    The marks stay on the nodes: the first pass over the order must clear them, before
+    anything else can order a graph. Out of memory, it clears them and raises.
     """
-    global _topo_hint, _stack_hint
-    cdef Py_ssize_t n = 0, cap = _topo_hint, sp = 1, scap = _stack_hint, i
-    cdef PyObject** topo = <PyObject**>PyMem_Malloc(cap * sizeof(PyObject*))
-    cdef PyObject** stack = <PyObject**>PyMem_Malloc(scap * sizeof(PyObject*))
+    global _topo_hint, _stack_hint, _searches
+    cdef Py_ssize_t n = 0, cap = _topo_hint, sp = nroots, scap = max(_stack_hint, nroots), i
+    cdef PyObject** topo = <PyObject**>_alloc(cap * sizeof(PyObject*))
+    cdef PyObject** stack = <PyObject**>_alloc(scap * sizeof(PyObject*))
     cdef PyObject* node
     cdef PyObject* c
     cdef PyObject** kids
@@ -49,8 +65,10 @@ cdef Py_ssize_t _order(Value root, PyObject*** out) except -1:
     if topo == NULL or stack == NULL:
         PyMem_Free(topo)
         PyMem_Free(stack)
-        raise MemoryError()
-    stack[0] = <PyObject*>root
+        raise MemoryError("out of memory ordering the graph")
+    for i in range(nroots):
+        stack[i] = roots[nroots - 1 - i]  # the first root is ordered first
+    _searches += 1
     # kernel: begin
     while sp:
         node = stack[sp - 1]
@@ -95,37 +113,42 @@ cdef Py_ssize_t _order(Value root, PyObject*** out) except -1:
             sp -= 1
             _place(node, topo, &n)
     # kernel: end
-    PyMem_Free(stack)
-    if failed:
+    if failed:  # every mark is on a node placed or still on the stack
         for i in range(n):
             _unmark(topo[i])
         for i in range(sp):
             _unmark(stack[i])
+        PyMem_Free(stack)
         PyMem_Free(topo)
         raise MemoryError("out of memory ordering the graph")
+    PyMem_Free(stack)
     _topo_hint = max(256, min(n, 1 << 20))
     _stack_hint = max(64, min(scap, 1 << 20))
     out[0] = _fit(topo, n) if cap > n else topo
     return n
 
 
-cdef inline Py_ssize_t _tape_index(Value root) noexcept:
-    """Where root's entry is: its newest, searched from the top (roots are usually recent)."""
+cdef Py_ssize_t _tape_index(Value root) noexcept:
+    """Where root's newest entry is, searched from the top (roots are usually recent); -1
+    when root is not on the tape or not among its top SEARCH_LIMIT entries."""
     cdef Py_ssize_t i = _ntape - 1
-    while _tape[i] != <PyObject*>root:
+    cdef Py_ssize_t stop = max(_ntape - SEARCH_LIMIT, 0)
+    if not root._flags & ON_TAPE or _depth_first_only:
+        return -1
+    while i >= stop:
+        if _tape[i] == <PyObject*>root:
+            return i
         i -= 1
-    return i
-
-
-cdef inline bint _on_tape(Value root) noexcept:
-    """Whether root's whole graph is on the tape: root is, and no node off it is alive."""
-    return root._flags & ON_TAPE and _offtape_live == 0
+    return -1
 
 
 # kernel: begin
-cdef inline PyObject* _next_reached(PyObject** tape, Py_ssize_t* i) noexcept:
-    """The next node down the tape from i[0] that the walk has reached, its mark cleared;
-    NULL below the bottom."""
+cdef inline PyObject* _next_reached(PyObject** tape, Py_ssize_t* i, Py_ssize_t top,
+                                    Py_ssize_t* skipped) noexcept:
+    """The next node down the tape from i[0] that the walk has reached, its mark cleared.
+    NULL below the bottom, or once the walk has passed more than SKIP_LIMIT entries, plus
+    SKIP_PER_NODE for each node it visited, of nodes it did not reach: the tape no longer
+    pays."""
     cdef PyObject* node
     while i[0] >= 0:
         if i[0] >= PREFETCH:
@@ -135,11 +158,14 @@ cdef inline PyObject* _next_reached(PyObject** tape, Py_ssize_t* i) noexcept:
         if _flagsp(node)[0] & PLACED:  # else another graph's node, or a stale entry
             _flagsp(node)[0] &= ~PLACED
             return node
+        skipped[0] += 1  # visited so far: top - i[0] - skipped[0]
+        if skipped[0] > SKIP_LIMIT + SKIP_PER_NODE * (top - i[0] - skipped[0]):
+            return NULL
     return NULL
 # kernel: end
 
 
-cdef Py_ssize_t _walk(Value root, Py_ssize_t top, PyObject** topo) noexcept:
+cdef Py_ssize_t _walk(Value root, Py_ssize_t top, PyObject** topo, Py_ssize_t* stop) noexcept:
     """Walk root's graph down the tape from top, root's entry: with topo NULL, backward()
     itself; else its order.
 
@@ -148,29 +174,38 @@ cdef Py_ssize_t _walk(Value root, Py_ssize_t top, PyObject** topo) noexcept:
     later) and stops when no node is pending. Without topo it applies each node's chain
     rule (root.grad is 1); with topo (room for top + 1 entries) it writes the
     interior nodes there, children first, as the depth-first order would, but in build
-    order, which is memory order in the slabs. Returns the number written.
+    order, which is memory order in the slabs. Returns the number written, or -1 if it
+    handed over (see the top of this file): then stop[0] is where it stopped, and the
+    nodes it reached and did not visit are still PLACED (_take_reached finds them).
     """
-    cdef Py_ssize_t i = top, n = 0, lo, hi
+    global _walks, _walked
+    cdef Py_ssize_t i = top, n = 0, lo, hi, skipped = 0
     cdef _Walking walk
     cdef PyObject** tape = _tape  # a local: the flag stores could alias the global
     cdef PyObject* node
     cdef PyObject** kids
     cdef unsigned int k
     walk.pending = 1
+    walk.off = 0
+    _walks += 1
     root._flags |= PLACED
     # kernel: begin
     if topo == NULL:  # backward(): reach the children as the chain rule gives to them
-        root.grad = 1.0
+        root._grad = 1.0
         while walk.pending:
-            node = _next_reached(tape, &i)
+            node = _next_reached(tape, &i, top, &skipped)
             if node == NULL:
                 break
             _backprop(node, &walk)
             walk.pending -= 1
-        return 0
-    root.grad = 0.0
+            if walk.off:
+                break
+        stop[0] = i
+        _walked += top - i
+        return -1 if walk.pending or walk.off else 0
+    root._grad = 0.0
     while walk.pending:
-        node = _next_reached(tape, &i)
+        node = _next_reached(tape, &i, top, &skipped)
         if node == NULL:
             break
         kids = _children(node)
@@ -179,6 +214,12 @@ cdef Py_ssize_t _walk(Value root, Py_ssize_t top, PyObject** topo) noexcept:
         topo[n] = node
         n += 1
         walk.pending -= 1
+        if walk.off:
+            break
+    stop[0] = i
+    _walked += top - i
+    if walk.pending or walk.off:
+        return -1
     lo = 0
     hi = n - 1
     while lo < hi:  # parents came first: turn the order around
@@ -191,58 +232,131 @@ cdef Py_ssize_t _walk(Value root, Py_ssize_t top, PyObject** topo) noexcept:
     return n
 
 
-# Each backward() counts here. A cached order whose interior grads were zeroed after
-# the last backward() anywhere (when ordered, or by forward()) need not zero them again.
-cdef unsigned long long _backward_runs = 0
+cdef Py_ssize_t _take_reached(Py_ssize_t lo, Py_ssize_t top, PyObject** out, bint take) noexcept:
+    """After a walk handed over at lo: the nodes it reached and did not visit. They are the
+    PLACED children of the nodes it visited, whose entries all lie in (lo, top]; a PLACED
+    node anywhere is one of them, so any entry's children will do.
+
+    take False: returns how often they are reached (room enough for out). take True: clears
+    their marks, writes them to out unless it is NULL, and returns how many there are.
+    """
+    cdef Py_ssize_t j, n = 0
+    cdef PyObject* node
+    cdef PyObject** kids
+    cdef unsigned int k
+    for j in range(lo + 1, top + 1):
+        node = _tape[j]
+        if _slot_free(node):  # stale, and what it pointed to is gone
+            continue
+        kids = _children(node)
+        for k in range((<Value>node)._n):
+            if _flagsp(kids[k])[0] & PLACED:
+                if take:
+                    _flagsp(kids[k])[0] &= ~PLACED
+                    if out != NULL:
+                        out[n] = kids[k]
+                n += 1
+    return n
+
+
+cdef void _backprop_order(PyObject** topo, Py_ssize_t n, bint unmark) noexcept:
+    """The chain rule over an order, parents first; clearing the order's marks if unmark."""
+    cdef Py_ssize_t i
+    # kernel: begin
+    for i in range(n - 1, -1, -1):
+        if i >= PREFETCH:
+            _prefetch(topo[i - PREFETCH])
+        if unmark:
+            _unmark(topo[i])
+        if (<Value>topo[i])._opcode > CUSTOM:
+            _backprop(topo[i], <_Adding*>NULL)
+    # kernel: end
+
+
+cdef int _finish_depth_first(Py_ssize_t lo, Py_ssize_t top) except -1:
+    """backward() where the walk handed over at lo: order the nodes it reached and did not
+    visit, and all below them, depth-first, and apply the chain rule from there. Their
+    grads keep what the visited nodes gave them; the interior nodes below start at 0."""
+    global _handovers
+    cdef Py_ssize_t i, n = _take_reached(lo, top, NULL, False), norder
+    cdef PyObject** roots = <PyObject**>_alloc(max(n, 1) * sizeof(PyObject*))
+    cdef double* grads = <double*>_alloc(max(n, 1) * sizeof(double))
+    cdef PyObject** topo
+    if roots == NULL or grads == NULL:
+        PyMem_Free(roots)
+        PyMem_Free(grads)
+        _take_reached(lo, top, NULL, True)
+        raise MemoryError("out of memory ordering the graph")
+    n = _take_reached(lo, top, roots, True)
+    _handovers += 1
+    for i in range(n):
+        grads[i] = _gradp(roots[i])[0]
+    try:
+        norder = _order(roots, n, &topo)
+        for i in range(n):  # _order zeroed them, as interior nodes
+            _gradp(roots[i])[0] = grads[i]
+    finally:
+        PyMem_Free(roots)
+        PyMem_Free(grads)
+    _backprop_order(topo, norder, True)
+    PyMem_Free(topo)
+    return 0
+
+
+# Counts every event after which interior grads may not be zero: each backward(), and a
+# grad set by hand on a node with children. An order whose interior grads were zeroed
+# since the last such event (by forward(), or when built) need not zero them again.
+cdef unsigned long long _grads_written = 0
 
 
 cdef _Aux _cached_order(Value root):
     """root's graph in topological order, built once and kept on root (in its _Aux)."""
     cdef PyObject** topo
-    cdef Py_ssize_t top
+    cdef PyObject* first = <PyObject*>root
+    global _handovers
+    cdef Py_ssize_t top, stop, n
     aux = _aux_of(root)
-    if aux.topo == NULL:
-        if _on_tape(root):  # build order: the replay loops then run through memory in order
-            top = _tape_index(root)
-            topo = <PyObject**>PyMem_Malloc((top + 1) * sizeof(PyObject*))
-            if topo == NULL:
-                raise MemoryError()
-            aux.ntopo = _walk(root, top, topo)
-            aux.topo = _fit(topo, aux.ntopo)
+    if aux.topo != NULL:
+        return aux
+    top = _tape_index(root)
+    if top >= 0:  # build order: the replay loops then run through memory in order
+        topo = <PyObject**>_alloc((top + 1) * sizeof(PyObject*))
+        if topo == NULL:
+            raise MemoryError("out of memory ordering the graph")
+        n = _walk(root, top, topo, &stop)
+        if n >= 0:
+            aux.topo = _fit(topo, n)
+            aux.ntopo = n
             aux.marked = False  # the walk leaves no marks
         else:
-            aux.ntopo = _order(root, &aux.topo)
-            aux.marked = True
-        aux.zeroed_at = _backward_runs
+            PyMem_Free(topo)
+            _take_reached(stop, top, NULL, True)
+            _handovers += 1
+    if aux.topo == NULL:
+        aux.ntopo = _order(&first, 1, &aux.topo)
+        aux.marked = True
+    aux.zeroed_at = _grads_written
     return aux
 
 
 cdef void _backward_cached(Value root, _Aux order) noexcept:
     """backward() over root's cached order: interior grads restart at zero, so a second
     backward() adds to the leaves only once."""
-    global _backward_runs
     cdef Py_ssize_t i
     cdef PyObject** topo = order.topo
     cdef bint fresh = order.marked  # the first pass over a new order clears its marks
     order.marked = False
     # kernel: begin
-    if order.zeroed_at != _backward_runs:
+    if order.zeroed_at != _grads_written:
         for i in range(order.ntopo):
             if i + PREFETCH < order.ntopo:
                 _prefetch(topo[i + PREFETCH])
             if (<Value>topo[i])._opcode > CUSTOM:
                 _gradp(topo[i])[0] = 0.0
-    _backward_runs += 1
-    root.grad = 1.0
-    # go one node at a time, parents before children, and apply the chain rule
-    for i in range(order.ntopo - 1, -1, -1):
-        if i >= PREFETCH:
-            _prefetch(topo[i - PREFETCH])
-        if fresh:
-            _unmark(topo[i])
-        if (<Value>topo[i])._opcode > CUSTOM:
-            _backprop(topo[i], <_Adding*>NULL)
     # kernel: end
+    root._grad = 1.0
+    # go one node at a time, parents before children, and apply the chain rule
+    _backprop_order(topo, order.ntopo, fresh)
 
 
 cdef int _forward_cached(_Aux order) except -1:
@@ -269,17 +383,22 @@ cdef int _forward_cached(_Aux order) except -1:
             for i in range(i, order.ntopo):
                 _unmark(topo[i])
         _raise(err)
-    order.zeroed_at = _backward_runs
+    order.zeroed_at = _grads_written
     return 0
 
 
 cdef int _backward(Value root) except -1:
     """Set every node's grad to d(root)/d(node); leaves accumulate (+=)."""
-    global _backward_runs
-    if (root._aux is None or root._aux.topo == NULL) and _on_tape(root):
-        # a graph not replayed: one walk down the tape, nothing kept
-        _walk(root, _tape_index(root), NULL)
-        _backward_runs += 1
-        return 0
-    _backward_cached(root, _cached_order(root))
+    global _grads_written
+    cdef Py_ssize_t top, stop
+    try:
+        if root._aux is None or root._aux.topo == NULL:
+            top = _tape_index(root)
+            if top >= 0:  # a graph not replayed: one walk down the tape, nothing kept
+                if _walk(root, top, NULL, &stop) < 0:
+                    _finish_depth_first(stop, top)
+                return 0
+        _backward_cached(root, _cached_order(root))
+    finally:
+        _grads_written += 1
     return 0

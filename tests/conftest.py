@@ -6,16 +6,17 @@ import micrograd.engine
 import pytest
 from hypothesis import HealthCheck, settings
 
-from micrograd_cy import Value
+from micrograd_cy import Value, engine
 
 REL = 1e-9
 
 # Property tests: "ci" by default (enough examples to matter, a few seconds each);
 # HYPOTHESIS_PROFILE=release for a long fuzzing run before a release.
-settings.register_profile("ci", max_examples=300, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
+# (the `path` fixture sets a mode for the whole test: sharing it between examples is right)
+_QUIET = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+settings.register_profile("ci", max_examples=300, deadline=None, suppress_health_check=_QUIET)
 settings.register_profile("release", max_examples=20_000, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
+                          suppress_health_check=_QUIET)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
@@ -48,10 +49,16 @@ def readme_example(a, b):
     return g
 
 
-def hand_built_if(path):
-    """backward() and forward() order a graph by the creation tape, but depth-first while a
-    node built by hand with children is alive: keep one alive for the "depth-first" path."""
-    return Value(1.0, (Value(2.0),), "hand") if path == "depth-first" else None
+@pytest.fixture(params=["tape", "depth-first"])
+def path(request):
+    """backward() and forward() order a graph by the tape where it pays, else depth-first:
+    run a test each way (engine._use_depth_first forces the second)."""
+    was = engine._use_depth_first(request.param == "depth-first")
+    searches = engine._order_counts()[2]
+    yield request.param
+    engine._use_depth_first(was)
+    if request.param == "depth-first":  # the switch did send the test's graphs there
+        assert engine._order_counts()[2] > searches
 
 
 @pytest.fixture(params=[Value, micrograd.engine.Value], ids=["micrograd_cy", "upstream"])
