@@ -3,6 +3,8 @@
 Switches, read here and only here:
   MICROGRAD_CY_TRACE=1     tracing build (linetrace/profile, CYTHON_TRACE=1) so cProfile,
                            line_profiler and coverage see inside engine.pyx; slower.
+  MICROGRAD_CY_DEBUG=1     debug build: checks the engine's invariants after every public call
+                           and can fail allocations on demand (micrograd_cy/debug.pxi); slower.
   MICROGRAD_CY_ANNOTATE=1  also write Cython's annotated HTML (build/cython/micrograd_cy/engine.html).
 """
 import os
@@ -11,6 +13,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 TRACE = os.environ.get("MICROGRAD_CY_TRACE") == "1"
+DEBUG = os.environ.get("MICROGRAD_CY_DEBUG") == "1"
 ANNOTATE = os.environ.get("MICROGRAD_CY_ANNOTATE") == "1"
 
 directives = {}  # the engine's own are in the header of engine.pyx
@@ -18,20 +21,22 @@ macros = []
 if TRACE:
     directives.update(linetrace=True, profile=True)
     macros.append(("CYTHON_TRACE", "1"))
-print(f"micrograd_cy: {'tracing' if TRACE else 'optimized'} build"
-      f"{', annotated' if ANNOTATE else ''}")
+if DEBUG:
+    macros.append(("MGCY_DEBUG", "1"))
+MODE = "-".join(name for name, on in [("tracing", TRACE), ("debug", DEBUG)] if on) or "optimized"
+print(f"micrograd_cy: {MODE} build{', annotated' if ANNOTATE else ''}")
 
 extensions = [
     Extension(
         "micrograd_cy.engine",
         ["micrograd_cy/engine.pyx"],
         define_macros=macros,
-        extra_compile_args=[] if TRACE else ["-O3"],
+        extra_compile_args=[] if TRACE or DEBUG else ["-O3"],
     )
 ]
 
 # each mode generates its C in a folder of its own, so a switch never reuses the other's
-BUILD_DIR = os.path.join("build", "cython-trace" if TRACE else "cython")
+BUILD_DIR = os.path.join("build", "cython" if MODE == "optimized" else f"cython-{MODE}")
 if ANNOTATE:
     print(f"micrograd_cy: annotated HTML in {BUILD_DIR}/micrograd_cy/engine.html")
 

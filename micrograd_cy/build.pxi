@@ -58,8 +58,10 @@ cdef inline object _coerce(object x):
 # Op nodes: every op makes its output the same way.
 
 cdef inline Value _check(Value out, int err):
+    """out, the node an op built, or the error its forward value met."""
     if err:
         _raise(err)
+    _debug_check()
     return out
 
 

@@ -14,6 +14,7 @@ includes, one each (docs/architecture.md):
   memory.pxi  slabs, the tape, freeing
   order.pxi   the walks that order a graph and run the rules over it
   build.pxi   numbers and sequences from Python into nodes
+  debug.pxi   the debug build's invariant checks and failing allocations
 """
 cimport cython
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
@@ -46,6 +47,7 @@ include "ops.pxi"
 include "memory.pxi"
 include "order.pxi"
 include "build.pxi"
+include "debug.pxi"
 
 
 # micrograd's names for its ops ('', '+', '*', 'ReLU'; POW shows its exponent, '**2');
@@ -143,6 +145,7 @@ Stores a single scalar value and its gradient."""
             _aux_of(self).op_name = _op
             self._aux.label = label
         self._flags |= READY
+        _debug_check()
 
     # freeing is _dealloc(), installed as the type's tp_dealloc at import
 
@@ -334,6 +337,7 @@ Stores a single scalar value and its gradient."""
         # topological order all of the children in the graph (the tape gives it, or a
         # depth-first search), and go one node at a time applying the chain rule
         _backward(self)
+        _debug_check()
 
     def forward(self):
         """Recompute every node's data from the leaves, in the cached order (replay).
@@ -342,4 +346,5 @@ Stores a single scalar value and its gradient."""
         depended on data is not re-run. Returns self.
         """
         _forward_cached(_cached_order(self))
+        _debug_check()
         return self

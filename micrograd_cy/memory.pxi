@@ -105,6 +105,7 @@ cdef PyObject** _pending = NULL
 cdef Py_ssize_t _npending = 0
 cdef Py_ssize_t _cap_pending = 0
 cdef bint _draining = False
+cdef Py_ssize_t _dealloc_depth = 0  # debug build: _free_node calls under way
 
 
 cdef inline void _release(PyObject* child) noexcept:
@@ -423,9 +424,13 @@ cdef void _dealloc(PyObject* o) noexcept:
     """Value's tp_dealloc. The children it held last go to _pending; the outermost call
     frees them here, in a loop, as their last reference goes (no recursion, no depth limit).
     """
-    global _npending, _draining
+    global _npending, _draining, _dealloc_depth
     cdef PyObject* c
+    if MGCY_DEBUG:  # out of memory, _release frees a child by a nested call: count them
+        _dealloc_depth += 1
     _free_node(o)
+    if MGCY_DEBUG:
+        _dealloc_depth -= 1
     if _draining:
         return
     _draining = True
@@ -438,3 +443,5 @@ cdef void _dealloc(PyObject* o) noexcept:
     _give_back(<void**>&_pending, &_cap_pending)
     if _empty_slabs > KEEP_SLABS + 1:  # counted, not searched: a full search is rare
         _trim_slabs()
+    if MGCY_DEBUG and _dealloc_depth == 0:  # not inside another node's _free_node
+        _debug_check_in_dealloc()

@@ -77,10 +77,10 @@ cdef Py_ssize_t _order(PyObject** roots, Py_ssize_t nroots, PyObject*** out) exc
             sp -= 1
             continue
         if f[0] & EXPANDED:  # its children are placed: the node follows them
-            sp -= 1
             if n == cap and _grow(<void**>&topo, &cap, sizeof(PyObject*)) < 0:
-                failed = True
+                failed = True  # still on the stack, so its mark is cleared below
                 break
+            sp -= 1
             _place(node, topo, &n)
             continue
         f[0] |= EXPANDED

@@ -218,6 +218,7 @@ def test_a_graph_through_a_hand_built_node_is_finished_depth_first():
 
 # -- 6. a small backward() costs the same however much else is alive -------------------------
 
+@pytest.mark.skipif(engine._DEBUG, reason="200,000 nodes, each checked by the debug build")
 def test_a_small_backward_walks_only_its_own_stretch_of_tape():
     a = Value(0.5)
     old = a * 3.0  # built long ago

@@ -1,0 +1,279 @@
+"""A stateful property test: hypothesis interleaves building, dropping, hand-built nodes,
+backward(), forward() (including replays that raise), grads and data set by hand, and
+numbers whose __float__ runs arbitrary code against the engine, and after every step checks
+every live node's data and grad against a plain-Python reference engine written here, and
+the engine's own invariants (engine._check_invariants)."""
+import math
+import numbers
+
+import hypothesis.strategies as st
+from hypothesis import settings
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from micrograd_cy import Value, engine
+
+ERRORS = (ZeroDivisionError, OverflowError, ValueError)
+
+
+class Ref:
+    """The reference: a node holds its data, grad, children and kind, and its op as two
+    functions of its children's data: the value, and the local derivatives."""
+
+    def __init__(self, data, kids=(), kind="leaf", value=None, local=None):
+        self.data, self.grad, self.kids, self.kind = data, 0.0, list(kids), kind
+        self.value, self.local = value, local
+
+    def graph(self):
+        """Every node reachable, children before parents."""
+        order, seen, stack = [], set(), [(self, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                order.append(node)
+            elif id(node) not in seen:
+                seen.add(id(node))
+                stack.append((node, True))
+                stack.extend((k, False) for k in reversed(node.kids) if id(k) not in seen)
+        return order
+
+    def backward(self):
+        # interior grads restart at zero, leaves and hand-built nodes accumulate, the root is 1
+        order = self.graph()
+        for node in order:
+            if node.kind == "op":
+                node.grad = 0.0
+        self.grad = 1.0
+        for node in reversed(order):
+            if node.kind == "op":
+                for kid, d in zip(node.kids, node.local(node)):
+                    kid.grad += d * node.grad
+
+    def forward(self):
+        for node in self.graph():
+            if node.kind == "op":
+                node.grad = 0.0
+                node.data = node.value(*[k.data for k in node.kids])
+
+
+def _pow(x, c):
+    if x < 0 and c != int(c):
+        raise ValueError("complex")
+    return x ** c
+
+
+def _dpow(x, c):
+    """c * x ** (c - 1) as C's pow() gives it: nan for a negative base, inf at a pole."""
+    try:
+        return c * math.pow(x, c - 1)
+    except ValueError:
+        return math.nan
+    except (ZeroDivisionError, OverflowError):
+        return math.inf
+
+
+def _sigmoid(x):
+    return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
+
+
+def _relu(x):
+    return 0.0 if x < 0 else x
+
+
+# name: (arity, value from the children's data, local derivatives from the node)
+OPS = {
+    "+": (2, lambda a, b: a + b, lambda n: (1.0, 1.0)),
+    "-": (2, lambda a, b: a - b, lambda n: (1.0, -1.0)),
+    "*": (2, lambda a, b: a * b, lambda n: (n.kids[1].data, n.kids[0].data)),
+    "/": (2, lambda a, b: a / b, lambda n: (1 / n.kids[1].data, -n.data / n.kids[1].data)),
+    "neg": (1, lambda a: -a, lambda n: (-1.0,)),
+    "relu": (1, _relu, lambda n: (0.0 if n.data <= 0 else 1.0,)),
+    "tanh": (1, math.tanh, lambda n: (1 - n.data ** 2,)),
+    "exp": (1, math.exp, lambda n: (n.data,)),
+    "log": (1, math.log, lambda n: (1 / n.kids[0].data,)),
+    "sigmoid": (1, _sigmoid, lambda n: ((1 - n.data) * n.data,)),
+    "**2": (1, lambda a: _pow(a, 2), lambda n: (_dpow(n.kids[0].data, 2.0),)),
+    "**0.5": (1, lambda a: _pow(a, 0.5), lambda n: (_dpow(n.kids[0].data, 0.5),)),
+}
+OURS = {
+    "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
+    "/": lambda a, b: a / b, "neg": lambda a: -a, "relu": Value.relu, "tanh": Value.tanh,
+    "exp": Value.exp, "log": Value.log, "sigmoid": Value.sigmoid,
+    "**2": lambda a: a ** 2, "**0.5": lambda a: a ** 0.5,
+}
+
+numbers_ = st.floats(-3.0, 3.0, allow_nan=False, allow_infinity=False)
+
+
+class Engines(RuleBasedStateMachine):
+    """The pool holds (Value, Ref) pairs; dropping one drops our last reference to it."""
+
+    def __init__(self):
+        super().__init__()
+        self.pool = []
+
+    def pick(self, i):
+        return self.pool[i % len(self.pool)]
+
+    def sneaky(self, x, action, i, j):
+        """A number whose __float__ first does something to both engines."""
+        machine = self
+
+        class Sneaky:
+            def __float__(self):
+                if machine.pool and action == "build":
+                    (a, ra), (b, rb) = machine.pick(i), machine.pick(j)
+                    machine.pool.append((a * b, Ref(ra.data * rb.data, (ra, rb), "op",
+                                                    *OPS["*"][1:])))
+                elif machine.pool and action == "backward":
+                    ours, ref = machine.pick(i)
+                    ours.backward()
+                    ref.backward()
+                elif machine.pool and action == "drop":
+                    machine.pool.pop(i % len(machine.pool))
+                return x
+
+        numbers.Real.register(Sneaky)
+        return Sneaky()
+
+    @rule(x=numbers_)
+    def leaf(self, x):
+        self.pool.append((Value(x), Ref(x)))
+
+    @rule(x=numbers_, action=st.sampled_from(["build", "backward", "drop"]),
+          i=st.integers(0, 99), j=st.integers(0, 99))
+    def sneaky_leaf(self, x, action, i, j):
+        number = self.sneaky(x, action, i, j)
+        self.pool.append((Value(number), Ref(x)))
+
+    @precondition(lambda self: self.pool)
+    @rule(op=st.sampled_from(sorted(OPS)), i=st.integers(0, 99), j=st.integers(0, 99),
+          x=numbers_, action=st.sampled_from(["", "build", "backward", "drop"]))
+    def op(self, op, i, j, x, action):
+        arity, value, local = OPS[op]
+        (a, ra), (b, rb) = self.pick(i), self.pick(j)
+        if arity == 2 and action:  # the right operand is a number with a __float__ of its own
+            b, rb = self.sneaky(x, action, i, j), Ref(x)
+        args, rargs = ((a, b), (ra, rb)) if arity == 2 else ((a,), (ra,))
+        try:
+            expected = value(*[r.data for r in rargs])
+        except ERRORS as e:
+            try:
+                OURS[op](*args)
+            except type(e):
+                return
+            raise AssertionError(f"{op} did not raise {type(e).__name__}")
+        if isinstance(expected, complex) or abs(expected) > 1e100:
+            return
+        out = OURS[op](*args)
+        self.pool.append((out, Ref(expected, rargs, "op", value, local)))
+
+    @precondition(lambda self: len(self.pool) >= 2)
+    @rule(idx=st.lists(st.integers(0, 99), min_size=1, max_size=6), relu=st.booleans(),
+          fused=st.sampled_from(["sum", "dot"]))
+    def fused_op(self, idx, relu, fused):
+        pairs = [self.pick(i) for i in idx]
+        if fused == "sum":
+            out = Value.sum([p[0] for p in pairs])
+            ref = Ref(0.0, [p[1] for p in pairs], "op", lambda *xs: sum(xs),
+                      lambda n: (1.0,) * len(n.kids))
+        else:
+            n = len(pairs) // 2 or 1
+            w, x = pairs[:n], (pairs[n:2 * n] if len(pairs) >= 2 * n else pairs[:n])
+            out = Value.dot([p[0] for p in w], [p[0] for p in x], relu=relu)
+
+            def value(*d, n=n, relu=relu):
+                acc = 0.0
+                for k in range(n):
+                    acc += d[k] * d[n + k]
+                return _relu(acc) if relu and acc < 0 else acc
+
+            def local(node, n=n, relu=relu):
+                if relu and node.data <= 0:
+                    return (0.0,) * (2 * n)
+                d = [k.data for k in node.kids]
+                return tuple(d[n:]) + tuple(d[:n])
+
+            ref = Ref(0.0, [p[1] for p in w + x], "op", value, local)
+        ref.data = ref.value(*[k.data for k in ref.kids])
+        self.pool.append((out, ref))
+
+    @precondition(lambda self: self.pool)
+    @rule(x=numbers_, idx=st.lists(st.integers(0, 99), max_size=3))
+    def hand_built(self, x, idx):
+        pairs = [self.pick(i) for i in idx]
+        self.pool.append((Value(x, [p[0] for p in pairs], "hand"),
+                          Ref(x, [p[1] for p in pairs], "custom")))
+
+    @precondition(lambda self: self.pool)
+    @rule(i=st.integers(0, 99))
+    def drop(self, i):
+        self.pool.pop(i % len(self.pool))
+
+    @precondition(lambda self: self.pool)
+    @rule(i=st.integers(0, 99))
+    def backward(self, i):
+        ours, ref = self.pick(i)
+        ours.backward()
+        ref.backward()
+
+    @precondition(lambda self: self.pool)
+    @rule(i=st.integers(0, 99))
+    def forward(self, i):
+        ours, ref = self.pick(i)
+        try:
+            ref.forward()
+        except ERRORS as e:
+            try:
+                ours.forward()
+            except type(e):
+                pass
+            else:
+                raise AssertionError(f"forward() did not raise {type(e).__name__}")
+            self.resync(ref)  # which nodes a failed replay reached first depends on its order
+            return
+        ours.forward()
+
+    @precondition(lambda self: self.pool)
+    @rule(i=st.integers(0, 99), j=st.integers(0, 99), x=numbers_)
+    def replay_step(self, i, j, x):
+        """A training loop's step on a replayed graph, with a grad set by hand between."""
+        self.forward(i)
+        self.set_by_hand(j, x, "grad")
+        self.backward(i)
+
+    @precondition(lambda self: self.pool)
+    @rule(i=st.integers(0, 99), x=numbers_, what=st.sampled_from(["data", "grad"]))
+    def set_by_hand(self, i, x, what):
+        ours, ref = self.pick(i)
+        if what == "data" and ref.kind == "op":
+            return  # a replay would overwrite it anyway; set leaves' data
+        setattr(ours, what, x)
+        setattr(ref, what, x)
+
+    def resync(self, ref):
+        by_id = {id(r): v for v, r in self.pool}
+        for node in ref.graph():
+            if id(node) in by_id:
+                node.data, node.grad = by_id[id(node)].data, by_id[id(node)].grad
+
+    @invariant()
+    def same_numbers(self):
+        for ours, ref in self.pool:
+            for a, b in [(ours.data, ref.data), (ours.grad, ref.grad)]:
+                if math.isnan(b) or math.isinf(b) or abs(b) > 1e12:
+                    continue  # the forward values already differ only where Python's do
+                assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9), (ours, ref.data, ref.grad)
+
+    @invariant()
+    def invariants_hold(self):
+        engine._check_invariants()
+
+
+# a fifth of the profile's examples (60 in CI, 4,000 in a release run), 30 steps each
+Engines.TestCase.settings = settings(stateful_step_count=30,
+                                     max_examples=max(50, settings().max_examples // 5))
+
+
+def test_the_engines_agree(path):
+    # the same machine with every graph ordered depth-first, and by the tape where it pays
+    Engines.TestCase("runTest").runTest()
