@@ -56,6 +56,10 @@ cdef str _violation():
             if not _flagsp(o)[0] & READY and (<Value>o)._opcode != LEAF:
                 return f"slab {si}, slot {i}: an op node that is not READY"
             on_tape += (_flagsp(o)[0] & ON_TAPE) != 0
+            if _flagsp(o)[0] & ON_TAPE and _flagsp(o)[0] & OFF_TAPE or \
+                    (<Value>o)._opcode == LEAF and _flagsp(o)[0] & (ON_TAPE | OFF_TAPE) or \
+                    (<Value>o)._opcode != LEAF and not _flagsp(o)[0] & (ON_TAPE | OFF_TAPE):
+                return f"slab {si}, slot {i}: op {(<Value>o)._opcode} with flags {_flagsp(o)[0]}"
             kids = _children(o)
             for k in range((<Value>o)._n):
                 if Py_TYPE(kids[k]) != <PyTypeObject*>Value or Py_REFCNT(kids[k]) <= 0:

@@ -25,8 +25,9 @@ cdef enum Flag:
     READY = 2          # built and complete: it may be a child (ops and __init__ refuse others)
     HAS_BIAS = 4       # DOT's last kid is the bias
     INT_EXPONENT = 4   # POW's exponent was an int: _op shows '**2', not '**2.0' (POW, not DOT)
-    INITIALIZED = 8    # __init__ has started: it may not run again
+    OFF_TAPE = 8       # has children and no entry on the tape: a walk that reaches it hands over
     RELU_OUT = 32      # DOT's result goes through a ReLU: one node for a ReLU neuron
+    INITIALIZED = 32   # LEAF and CUSTOM: __init__ has started, it may not run again (not DOT)
     IN_SLAB = 64       # the node lives in one of the engine's slabs, not Python's heap
     ON_TAPE = 128      # the node has an entry on the tape (memory.pxi)
 

@@ -129,7 +129,7 @@ Stores a single scalar value and its gradient."""
     __array_ufunc__ = None  # numpy scalars on the left defer to our reflected operators
 
     def __init__(self, data, _children=(), str _op not None='', str label not None=''):
-        if self._flags & INITIALIZED:
+        if self._opcode != LEAF or self._flags & INITIALIZED:
             raise RuntimeError("Value.__init__ may run only once per Value")
         self._flags |= INITIALIZED  # first: what follows can run Python code, which may call it
         self._data = _data_arg(data)
@@ -140,6 +140,7 @@ Stores a single scalar value and its gradient."""
             _ready(c)  # itself, or a Value still being built, would make a cycle
         if PySequence_Fast_GET_SIZE(children):
             self._opcode = CUSTOM
+            self._flags |= OFF_TAPE
             _set_kids(self, children, 0)
         if _op or label:
             _aux_of(self).op_name = _op

@@ -374,7 +374,7 @@ cdef void _trim_slabs() noexcept:
 cdef Value _new_off_slab(unsigned char op):
     """_new() when no slab could be had: the node comes from Python's allocator."""
     cdef Value out = Value.__new__(Value)
-    out._flags = INITIALIZED | READY
+    out._flags = READY | (INITIALIZED if op == LEAF else OFF_TAPE)
     out._opcode = op
     return out
 
@@ -394,11 +394,13 @@ cdef inline Value _new(unsigned char op):
     out._s.kids = NULL
     out._data = 0.0
     out._grad = 0.0
-    if op > CUSTOM and _tape_push(o):
-        out._flags = INITIALIZED | READY | IN_SLAB | ON_TAPE
+    if op == LEAF:
+        out._flags = INITIALIZED | READY | IN_SLAB
+    elif _tape_push(o):
+        out._flags = READY | IN_SLAB | ON_TAPE
         _tape_live += 1
     else:
-        out._flags = INITIALIZED | READY | IN_SLAB
+        out._flags = READY | IN_SLAB | OFF_TAPE
     return out
 
 

@@ -90,7 +90,7 @@ cdef inline bint _first_reach(PyObject* c, _Walking* m) noexcept:
         f[0] |= PLACED
         m.pending += 1
         return True
-    if f[0] & (ON_TAPE | PLACED) or (<Value>c)._n == 0:  # reached already, or a leaf
+    if f[0] & (OFF_TAPE | PLACED) != OFF_TAPE:  # a leaf, or reached already
         return False
     f[0] |= PLACED
     m.off += 1

@@ -17,7 +17,7 @@ ERRORS = (ZeroDivisionError, OverflowError, ValueError)
 
 class Ref:
     """The reference: a node holds its data, grad, children and kind, and its op as two
-    functions of its children's data: the value, and the local derivatives."""
+    functions: its value from its children's data, and what it gives each child."""
 
     def __init__(self, data, kids=(), kind="leaf", value=None, local=None):
         self.data, self.grad, self.kids, self.kind = data, 0.0, list(kids), kind
@@ -45,8 +45,8 @@ class Ref:
         self.grad = 1.0
         for node in reversed(order):
             if node.kind == "op":
-                for kid, d in zip(node.kids, node.local(node)):
-                    kid.grad += d * node.grad
+                for kid, d in zip(node.kids, node.local(node, node.grad)):
+                    kid.grad += d
 
     def forward(self):
         for node in self.graph():
@@ -79,20 +79,36 @@ def _relu(x):
     return 0.0 if x < 0 else x
 
 
-# name: (arity, value from the children's data, local derivatives from the node)
+def _div(a, b):
+    """a / b as C divides doubles: infinities and NaN where Python raises."""
+    try:
+        return a / b
+    except ZeroDivisionError:
+        if a == 0 or math.isnan(a) or math.isnan(b):
+            return math.nan
+        return math.copysign(math.inf, a) * math.copysign(1.0, b)
+
+
+def _mul_rule(n, g):
+    return n.kids[1].data * g, n.kids[0].data * g
+
+
+# name: (arity, value from the children's data, what the node gives each child from its
+# grad g): the chain rules written as the engine computes them, operation for operation
 OPS = {
-    "+": (2, lambda a, b: a + b, lambda n: (1.0, 1.0)),
-    "-": (2, lambda a, b: a - b, lambda n: (1.0, -1.0)),
-    "*": (2, lambda a, b: a * b, lambda n: (n.kids[1].data, n.kids[0].data)),
-    "/": (2, lambda a, b: a / b, lambda n: (1 / n.kids[1].data, -n.data / n.kids[1].data)),
-    "neg": (1, lambda a: -a, lambda n: (-1.0,)),
-    "relu": (1, _relu, lambda n: (0.0 if n.data <= 0 else 1.0,)),
-    "tanh": (1, math.tanh, lambda n: (1 - n.data ** 2,)),
-    "exp": (1, math.exp, lambda n: (n.data,)),
-    "log": (1, math.log, lambda n: (1 / n.kids[0].data,)),
-    "sigmoid": (1, _sigmoid, lambda n: ((1 - n.data) * n.data,)),
-    "**2": (1, lambda a: _pow(a, 2), lambda n: (_dpow(n.kids[0].data, 2.0),)),
-    "**0.5": (1, lambda a: _pow(a, 0.5), lambda n: (_dpow(n.kids[0].data, 0.5),)),
+    "+": (2, lambda a, b: a + b, lambda n, g: (g, g)),
+    "-": (2, lambda a, b: a - b, lambda n, g: (g, -g)),
+    "*": (2, lambda a, b: a * b, _mul_rule),
+    "/": (2, lambda a, b: a / b,
+          lambda n, g: (_div(g, n.kids[1].data), -g * _div(n.data, n.kids[1].data))),
+    "neg": (1, lambda a: -a, lambda n, g: (-g,)),
+    "relu": (1, _relu, lambda n, g: (0.0 if n.data <= 0 else g,)),
+    "tanh": (1, math.tanh, lambda n, g: (g * (1.0 - n.data * n.data),)),
+    "exp": (1, math.exp, lambda n, g: (g * n.data,)),
+    "log": (1, math.log, lambda n, g: (_div(g, n.kids[0].data),)),
+    "sigmoid": (1, _sigmoid, lambda n, g: (g * (1.0 - n.data) * n.data,)),
+    "**2": (1, lambda a: _pow(a, 2), lambda n, g: (_dpow(n.kids[0].data, 2.0) * g,)),
+    "**0.5": (1, lambda a: _pow(a, 0.5), lambda n, g: (_dpow(n.kids[0].data, 0.5) * g,)),
 }
 OURS = {
     "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
@@ -175,7 +191,7 @@ class Engines(RuleBasedStateMachine):
         if fused == "sum":
             out = Value.sum([p[0] for p in pairs])
             ref = Ref(0.0, [p[1] for p in pairs], "op", lambda *xs: sum(xs),
-                      lambda n: (1.0,) * len(n.kids))
+                      lambda n, g: (g,) * len(n.kids))
         else:
             n = len(pairs) // 2 or 1
             w, x = pairs[:n], (pairs[n:2 * n] if len(pairs) >= 2 * n else pairs[:n])
@@ -187,11 +203,11 @@ class Engines(RuleBasedStateMachine):
                     acc += d[k] * d[n + k]
                 return _relu(acc) if relu and acc < 0 else acc
 
-            def local(node, n=n, relu=relu):
+            def local(node, g, n=n, relu=relu):
                 if relu and node.data <= 0:
                     return (0.0,) * (2 * n)
                 d = [k.data for k in node.kids]
-                return tuple(d[n:]) + tuple(d[:n])
+                return tuple(x * g for x in d[n:]) + tuple(w * g for w in d[:n])
 
             ref = Ref(0.0, [p[1] for p in w + x], "op", value, local)
         ref.data = ref.value(*[k.data for k in ref.kids])
