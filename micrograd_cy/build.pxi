@@ -39,7 +39,7 @@ cdef double _data_arg(object x) except? -1.0:
 # Leaves
 
 cdef inline Value _leaf(double d):
-    cdef Value v = _new(LEAF)
+    cdef Value v = _new(LEAF, False)
     v._data = d
     return v
 
@@ -80,7 +80,7 @@ cdef inline int _ready(Value v) except -1:
 
 cdef inline Value _unary(unsigned char op, Value a):
     _ready(a)
-    cdef Value out = _new(op)
+    cdef Value out = _new(op, a._flags & OFF_TAPE)
     Py_INCREF(a)
     out._a = <PyObject*>a
     out._n = 1
@@ -90,7 +90,7 @@ cdef inline Value _unary(unsigned char op, Value a):
 cdef inline Value _binary(unsigned char op, Value a, Value b):
     if not (a._flags & b._flags & READY):
         _unready(b if a._flags & READY else a)
-    cdef Value out = _new(op)
+    cdef Value out = _new(op, (a._flags | b._flags) & OFF_TAPE)
     Py_INCREF(a)
     out._a = <PyObject*>a
     Py_INCREF(b)
@@ -124,13 +124,13 @@ cdef Value _dot(object w, object x, object bias, bint relu):
     if n != PySequence_Fast_GET_SIZE(x):
         raise ValueError(f"a dot product needs as many weights as inputs, got "
                          f"{n} and {PySequence_Fast_GET_SIZE(x)}")
-    cdef Value out = _new(DOT)
+    cdef Value out = _new(DOT, False)  # taken off the tape below if a child is off it
     if relu:
         out._flags |= RELU_OUT
-    _set_kids(out, w, n + (bias is not None))
+    cdef int kid_flags = _set_kids(out, w, n + (bias is not None))
     if PySequence_Fast_GET_SIZE(x) != n:  # converting w ran code that resized x
         raise RuntimeError("the inputs changed size while the weights were read")
-    _set_kids(out, x, 0)
+    kid_flags |= _set_kids(out, x, 0)
     if bias is not None:
         if type(bias) is not Value:
             bias = _leaf_of(bias)
@@ -139,14 +139,19 @@ cdef Value _dot(object w, object x, object bias, bint relu):
         out._s.kids[out._n] = <PyObject*>bias
         out._n += 1
         out._flags |= HAS_BIAS
+        kid_flags |= (<Value>bias)._flags
+    if kid_flags & OFF_TAPE:
+        _untape(out)
     return _check(out, _eval(<PyObject*>out))
 
 
 cdef int _set_kids(Value out, object items, Py_ssize_t extra) except -1:
-    """Own a reference to each item (numbers become leaves) in out._s.kids[out._n:].
+    """Own a reference to each item (numbers become leaves) in out._s.kids[out._n:];
+    returns the children's flags or'ed together (their OFF_TAPE tells out to leave the tape).
 
     The first call allocates room for n + extra children; out is n-ary already.
     """
+    cdef unsigned char every = READY, some = 0  # the children's flags and'ed, or'ed
     cdef Py_ssize_t i, n = PySequence_Fast_GET_SIZE(items)
     cdef PyObject** src = PySequence_Fast_ITEMS(items)
     cdef object v
@@ -159,7 +164,8 @@ cdef int _set_kids(Value out, object items, Py_ssize_t extra) except -1:
     cdef PyObject** dst = out._s.kids + out._n
     for i in range(n):
         if type(<object>src[i]) is Value:
-            _ready(<Value>src[i])
+            every &= (<Value>src[i])._flags
+            some |= (<Value>src[i])._flags
             Py_INCREF(<object>src[i])
             dst[i] = src[i]
         else:
@@ -171,4 +177,7 @@ cdef int _set_kids(Value out, object items, Py_ssize_t extra) except -1:
                 raise RuntimeError("the sequence changed size while it was read")
             src = PySequence_Fast_ITEMS(items)
         out._n += 1  # counted as owned at once: dealloc releases what is there
-    return 0
+    if not every & READY:  # out dies with the exception: no graph ever holds the child
+        for i in range(out._n):
+            _ready(<Value>out._s.kids[i])
+    return some

@@ -245,7 +245,7 @@ Stores a single scalar value and its gradient."""
             return NotImplemented
         cdef bint integral = _integral(other)  # Python code may run: before the node is made
         _ready(self)
-        out = _new(POW)
+        out = _new(POW, self._flags & OFF_TAPE)
         out._s.c = c
         out._n = 1
         if integral:
@@ -293,8 +293,9 @@ Stores a single scalar value and its gradient."""
     def sum(values):
         """One node for values[0] + values[1] + ... (numbers become leaves)."""
         items = PySequence_Fast(values, "Value.sum() takes an iterable")
-        out = _new(SUM)
-        _set_kids(out, items, 0)
+        out = _new(SUM, False)
+        if _set_kids(out, items, 0) & OFF_TAPE:
+            _untape(out)
         return _check(out, _eval(<PyObject*>out))
 
     @staticmethod

@@ -10,8 +10,9 @@
 #   - Tape: every live node with ON_TAPE has an entry in _tape[0:_ntape]; its newest entry
 #     is the one that counts, and an entry is stale when its slot is free or was reused
 #     since. _tape_live counts the live nodes with ON_TAPE; when it falls to 0 the tape
-#     empties. Only op-built nodes in slabs are ON_TAPE, and a node's children are always
-#     built before it, so they stand below it on the tape (compaction keeps the order).
+#     empties. Only op-built nodes in slabs are ON_TAPE; a node's children are always
+#     built before it, so they stand below it on the tape (compaction keeps the order),
+#     and each is a leaf or ON_TAPE itself (a node with a child OFF_TAPE is OFF_TAPE).
 #   - Marks: no node carries EXPANDED or PLACED (order.pxi sets them only inside a call).
 #   - Freeing: _pending is empty and _draining is false.
 # Every allocation goes through _alloc/_realloc (or the slab mapper), which the debug build
@@ -291,9 +292,9 @@ cdef inline bint _slot_free(PyObject* o) noexcept:
 # Entries are not removed when their node dies: an entry is stale when its slot is free
 # or was reused since (the slot's newest entry is the live one). The tape empties when
 # no node on it is alive, which in a training loop is once a step, and is compacted if
-# it outgrows the live nodes. Nodes with children that are not on it (made by Value(...)
-# with children, or by an op when no slab could be had) are met by the walk as it
-# reaches them: it hands the rest of that graph to the depth-first ordering (order.pxi).
+# it outgrows the live nodes. Nodes with children that are not on it (OFF_TAPE: made by
+# Value(...) with children, or by an op when no memory could be had) make their parents
+# OFF_TAPE too, so the walk never meets one: graphs holding one are ordered depth-first.
 
 cdef PyObject** _tape = NULL
 cdef Py_ssize_t _ntape = 0, _cap_tape = 0
@@ -379,8 +380,9 @@ cdef Value _new_off_slab(unsigned char op):
     return out
 
 
-cdef inline Value _new(unsigned char op):
-    """A fresh node with op code op, no children, data and grad 0."""
+cdef inline Value _new(unsigned char op, bint off):
+    """A fresh node with op code op, no children, data and grad 0; on the tape unless off
+    (a child of it is off the tape: see _untape)."""
     global _tape_live
     cdef Value out
     cdef PyObject* o = _slab_pop() if _slabs_ok else NULL
@@ -396,12 +398,23 @@ cdef inline Value _new(unsigned char op):
     out._grad = 0.0
     if op == LEAF:
         out._flags = INITIALIZED | READY | IN_SLAB
-    elif _tape_push(o):
+    elif not off and _tape_push(o):
         out._flags = READY | IN_SLAB | ON_TAPE
         _tape_live += 1
     else:
         out._flags = READY | IN_SLAB | OFF_TAPE
     return out
+
+
+cdef inline void _untape(Value v) noexcept:
+    """Take v off the tape: one of its children is off it (hand-built, or made when no memory
+    could be had), and a walk down the tape would never meet that child. Its entry goes
+    stale. So every node of a graph on the tape is a leaf or on the tape too."""
+    global _tape_live
+    if v._flags & ON_TAPE:
+        v._flags &= ~ON_TAPE
+        _tape_live -= 1
+    v._flags |= OFF_TAPE
 
 
 cdef inline void _free_node(PyObject* o) noexcept:

@@ -73,8 +73,7 @@ cdef inline PyObject** _children(PyObject* node) noexcept:
 cdef struct _Adding:
     char unused
 cdef struct _Walking:
-    Py_ssize_t pending  # nodes on the tape reached and not yet visited
-    Py_ssize_t off      # nodes with children off the tape reached: the walk cannot meet them
+    Py_ssize_t pending  # nodes reached and not yet visited
 
 ctypedef fused _Mode:
     _Adding
@@ -82,19 +81,15 @@ ctypedef fused _Mode:
 
 
 cdef inline bint _first_reach(PyObject* c, _Walking* m) noexcept:
-    """In a walk: whether c's grad starts at this edge, the first to reach c. A node on the
-    tape is then PLACED and pending; one with children off the tape is PLACED and counted
-    in m.off, for the depth-first ordering to take over (order.pxi)."""
+    """In a walk: whether this is the first edge to reach c (then c is PLACED and pending).
+    A walk meets only leaves and nodes on the tape: a node with a child off the tape is
+    off the tape itself (memory.pxi)."""
     cdef unsigned char* f = _flagsp(c)
-    if f[0] & (ON_TAPE | PLACED) == ON_TAPE:
-        f[0] |= PLACED
-        m.pending += 1
-        return True
-    if f[0] & (OFF_TAPE | PLACED) != OFF_TAPE:  # a leaf, or reached already
+    if f[0] & (ON_TAPE | PLACED) != ON_TAPE:
         return False
     f[0] |= PLACED
-    m.off += 1
-    return (<Value>c)._opcode > CUSTOM  # a hand-built node's grad adds up, as a leaf's does
+    m.pending += 1
+    return True
 
 
 cdef inline void _give(PyObject* c, double d, _Mode* m) noexcept:
@@ -134,12 +129,8 @@ cdef inline int _pow(double x, double y, double* out) noexcept:
 
 # -- LEAF: a number; no children, nothing to compute
 
-# -- CUSTOM: Value(data, _children, _op) built by hand; micrograd gives it no rule
-cdef inline void _custom_bwd(PyObject* node, _Mode* m) noexcept:
-    cdef unsigned int i
-    cdef PyObject** kids = (<Value>node)._s.kids
-    for i in range((<Value>node)._n):
-        _give_none(kids[i], m)
+# -- CUSTOM: Value(data, _children, _op) built by hand; micrograd gives it no rule (and it
+#    is never on the tape: a graph holding one is ordered depth-first)
 
 # -- ADD: a + b
 cdef inline int _add_fwd(double x, double y, double* out) noexcept:
@@ -415,6 +406,4 @@ cdef inline void _backprop(PyObject* node, _Mode* m) noexcept:
         _sum_bwd(node, g, m)
     elif op == DOT:
         _dot_bwd(node, g, m)
-    elif _Mode is _Walking and op == CUSTOM:
-        _custom_bwd(node, m)
 # kernel: end

@@ -8,9 +8,9 @@
 # the graph to a depth-first search (_order, on an explicit stack: no depth is too deep)
 # when it would pass more than SKIP_LIMIT entries, plus SKIP_PER_NODE for each node it
 # visited, of nodes not in the graph (other graphs kept alive, or a node built long ago,
-# far below), or when
-# it reaches a node with children off the tape, which it could never meet. So the cost
-# of backward() follows the size of the graph, never what else is alive.
+# far below). So the cost of backward() follows the size of the graph, never what else
+# is alive. A graph the tape does not hold (its root is OFF_TAPE: a hand-built node is
+# in it) is ordered depth-first from the start.
 # forward() (replay) keeps its order on the root (_cached_order) and runs it in build
 # order; backward() then reuses it.
 
@@ -186,7 +186,6 @@ cdef Py_ssize_t _walk(Value root, Py_ssize_t top, PyObject** topo, Py_ssize_t* s
     cdef PyObject** kids
     cdef unsigned int k
     walk.pending = 1
-    walk.off = 0
     _walks += 1
     root._flags |= PLACED
     # kernel: begin
@@ -198,11 +197,9 @@ cdef Py_ssize_t _walk(Value root, Py_ssize_t top, PyObject** topo, Py_ssize_t* s
                 break
             _backprop(node, &walk)
             walk.pending -= 1
-            if walk.off:
-                break
         stop[0] = i
         _walked += top - i
-        return -1 if walk.pending or walk.off else 0
+        return -1 if walk.pending else 0
     root._grad = 0.0
     while walk.pending:
         node = _next_reached(tape, &i, top, &skipped)
@@ -214,11 +211,9 @@ cdef Py_ssize_t _walk(Value root, Py_ssize_t top, PyObject** topo, Py_ssize_t* s
         topo[n] = node
         n += 1
         walk.pending -= 1
-        if walk.off:
-            break
     stop[0] = i
     _walked += top - i
-    if walk.pending or walk.off:
+    if walk.pending:
         return -1
     lo = 0
     hi = n - 1

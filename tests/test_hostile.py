@@ -204,16 +204,19 @@ def test_a_hand_built_node_kept_alive_leaves_other_graphs_on_the_tape():
     del kept
 
 
-def test_a_graph_through_a_hand_built_node_is_finished_depth_first():
+def test_a_graph_through_a_hand_built_node_is_ordered_depth_first():
     a, b = Value(2.0), Value(3.0)
     m = a * b
     hand = Value(7.0, (m, a), "hand")  # no rule: its children get nothing through it
-    root = hand * m + m * 2.0
-    _, handovers, _, _ = engine._order_counts()
-    m.grad = 55.0  # stale, from nowhere: the walk must restart it
+    root = hand * m + m * 2.0  # a parent of a node off the tape is off it too
+    walks, _, searches, _ = engine._order_counts()
+    m.grad = 55.0  # stale, from nowhere: the order must restart it
     root.backward()
-    assert engine._order_counts()[1] == handovers + 1
+    assert engine._order_counts()[0] == walks and engine._order_counts()[2] == searches + 1
     assert (hand.grad, m.grad, a.grad, b.grad) == (6.0, 9.0, 27.0, 18.0)
+    on_tape = a * b + 1.0  # and a graph beside it walks the tape still
+    on_tape.backward()
+    assert engine._order_counts()[0] == walks + 1
 
 
 # -- 6. a small backward() costs the same however much else is alive -------------------------
