@@ -141,6 +141,8 @@ def run_worker(config, steps, memory=True):
     """Train `steps` steps in this process; return timings, losses and (with memory) graph sizes."""
     if config == "floats":
         return _run_floats(steps)
+    if config == "crowd":
+        return _small_backward()
     nn, Value, loss_fn = _engine(config)
     X, y = demo.moons()
     import random
@@ -178,6 +180,28 @@ def run_worker(config, steps, memory=True):
     warm = slice(1, None) if steps > 1 else slice(None)  # the first step warms caches up
     return {"config": config, "losses": losses, "nodes": nodes, "bytes": bytes_per_node,
             **{k: v[warm] for k, v in times.items()}}
+
+
+def _small_backward(repeats=5000, crowd=1_000_000):
+    """Median seconds of backward() on a 4-node graph that reaches an op node built earlier:
+    with nothing else alive, then with `crowd` unrelated nodes kept alive, built after it."""
+    from micrograd_cy import Value
+
+    def median_backward(old):
+        times = []
+        for _ in range(repeats):
+            y = (old * 2.0 + 1.0).tanh()
+            t0 = time.perf_counter()
+            y.backward()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    old = Value(0.5) * 3.0
+    alone = median_backward(old)
+    kept = Value(1.0)
+    for i in range(crowd):  # a running statistic kept alive: one live node a step
+        kept = kept + 1.0 if i % 2 else kept * 1.0
+    return {"config": "crowd", "alone": alone, "crowded": median_backward(old), "crowd": crowd}
 
 
 def _spawn(config, steps, memory):
@@ -270,7 +294,7 @@ def check_targets(results):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="micrograd_cy bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="micrograd-cy bench", description=__doc__.splitlines()[0])
     parser.add_argument("--configs", default=",".join(CONFIGS),
                         help=f"comma-separated, from: {', '.join(CONFIGS)}")
     parser.add_argument("--scale", type=float, default=1.0,
@@ -313,6 +337,15 @@ def main(argv=None):
         print(f"floor: upstream nn.py's forward on plain floats takes {f['step'] * 1e3:.2f} ms"
               f"{' (' + ', '.join(ratios) + ')' if ratios else ''}: no engine driven by "
               f"upstream's nn.py can build its graph faster")
+    crowd = _spawn("crowd", 0, False)
+    ratio = crowd["crowded"] / crowd["alone"]
+    print(f"small backward (4 nodes reaching an old one): {crowd['alone'] * 1e6:.2f} us alone, "
+          f"{crowd['crowded'] * 1e6:.2f} us with {crowd['crowd']:,} unrelated live nodes "
+          f"({ratio:.2f}x)")
+    met = ratio <= 2.0
+    targets.append(("small backward costs the same with a million live nodes (<= 2x)", ratio, met))
+    print(f"target {'met    ' if met else 'NOT met'}: {targets[-1][0]} (measured {ratio:.2f})")
+    results["crowd"] = crowd
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": machine(), "results": results}, f, indent=1)

@@ -50,13 +50,6 @@ include "build.pxi"
 include "debug.pxi"
 
 
-# micrograd's names for its ops ('', '+', '*', 'ReLU'; POW shows its exponent, '**2');
-# ours for the rest. A hand-built node shows the _op it was given ('' as in micrograd).
-_OP_NAMES = {LEAF: '', CUSTOM: '', ADD: '+', SUB: '-', MUL: '*', DIV: '/', NEG: 'neg',
-             POW: '**', POWV: '**', RELU: 'ReLU', TANH: 'tanh', EXP: 'exp', LOG: 'log',
-             SIGMOID: 'sigmoid', SUM: 'sum', DOT: 'dot'}
-
-
 @cython.final
 @cython.no_gc
 cdef class _Aux:

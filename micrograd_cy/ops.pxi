@@ -309,9 +309,20 @@ cdef inline void _dot_bwd(PyObject* node, double g, _Mode* m) noexcept:
         _give(kids[2 * n], g, m)
 
 
-# ---------------------------------------------------------------------------
-# Dispatch on the op code
+# kernel: end
 
+
+# ---------------------------------------------------------------------------
+# The names Python sees (Value._op), then the dispatch on the op code.
+
+# micrograd's names for its ops ('', '+', '*', 'ReLU'; POW shows its exponent, '**2');
+# ours for the rest. A hand-built node shows the _op it was given ('' as in micrograd).
+_OP_NAMES = {LEAF: '', CUSTOM: '', ADD: '+', SUB: '-', MUL: '*', DIV: '/', NEG: 'neg',
+             POW: '**', POWV: '**', RELU: 'ReLU', TANH: 'tanh', EXP: 'exp', LOG: 'log',
+             SIGMOID: 'sigmoid', SUM: 'sum', DOT: 'dot'}
+
+
+# kernel: begin
 cdef inline int _eval1(unsigned char op, double x, double c, double* out) noexcept:
     """out = op(x) for the one-child ops; c is POW's exponent. Returns an Err code."""
     if op == NEG:

@@ -56,3 +56,29 @@ def test_install_as_micrograd(monkeypatch):
     assert MLP is micrograd_cy.nn.MLP
     out = MLP(2, [4, 1])([1.0, -2.0])
     assert type(out) is micrograd_cy.Value
+
+
+def test_every_op_is_in_every_place_an_op_needs():
+    """docs/architecture.md's recipe for adding an op, checked: each op of the Op enum has a
+    name for Python, a forward rule and a chain rule, and both dispatchers call them."""
+    import re
+    from pathlib import Path
+
+    from micrograd_cy import engine
+    package = Path(engine.__file__).resolve().parent
+    source = Path(__file__).resolve().parents[1] / "micrograd_cy"
+    pxd = (source / "engine.pxd").read_text()
+    body = pxd[pxd.index("cdef enum Op:"):pxd.index("cdef enum Flag:")]
+    ops = re.findall(r"^\s+([A-Z]+)\b", body, re.M)
+    assert ops[:2] == ["LEAF", "CUSTOM"] and len(ops) >= 16, ops
+    rules = (source / "ops.pxi").read_text()
+    backprop = rules[rules.index("cdef inline void _backprop("):]
+    forward = rules[rules.index("cdef inline int _eval1("):rules.index("cdef inline void _backprop(")]
+    assert set(engine._OP_NAMES) == set(range(len(ops))), "an op has no name for Value._op"
+    for op in ops[2:]:
+        name = op.lower()
+        assert f"cdef inline int _{name}_fwd(" in rules, f"{op}: no forward rule"
+        assert f"cdef inline void _{name}_bwd(" in rules, f"{op}: no chain rule"
+        assert f"_{name}_fwd(" in forward, f"{op}: the forward dispatch does not call it"
+        assert f"_{name}_bwd(node, g, m)" in backprop, f"{op}: _backprop does not call it"
+    assert package == source or (package / "ops.pxi").exists()

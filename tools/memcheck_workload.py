@@ -127,6 +127,45 @@ def deep_and_wide(n):
     assert kept.grad > 0
 
 
+def hand_over_and_hostile():
+    """The walk handing a graph over to the depth-first order, graphs through hand-built
+    nodes, and the hostile calls that once crashed (re-entered __init__, a wrong self)."""
+    old = Value(0.5) * 3.0
+    crowd = Value(1.0)
+    for i in range(20_000):  # unrelated live nodes between old and the graph that reaches it
+        crowd = crowd * 1.0 if i % 2 else crowd + 1.0
+    y = (old * 2.0 + 1.0).tanh()
+    y.backward()
+    y.forward().backward()
+    hand = Value(2.0, (old, y), "hand")
+    z = hand * old + y
+    z.backward()
+    z.forward().backward()
+    del crowd
+
+    class Reinit:
+        def __init__(self, target):
+            self.target = target
+
+        def __float__(self):
+            try:
+                self.target.__init__(1.0, [Value(float(i)) for i in range(50)])
+            except RuntimeError:
+                pass
+            return 2.0
+
+    numbers.Real.register(Reinit)
+    v = Value.__new__(Value)
+    v.__init__(Reinit(v), [Value(1.0)])
+    (v * 2.0).backward()
+    for call in [lambda: Value.tanh(0.5), lambda: Value.backward(5), lambda: Value.forward(None),
+                 lambda: v.__init__(1.0, [v]), lambda: Value.__new__(Value) + 1.0]:
+        try:
+            call()
+        except (TypeError, ValueError, RuntimeError):
+            pass
+
+
 def training(steps):
     random.seed(0)
     model = nn.MLP(2, [8, 8, 1])
@@ -150,6 +189,7 @@ def main(scale=1):
         ops()
         errors()
         edited_while_read()
+        hand_over_and_hostile()
     deep_and_wide(20000 * scale)
     training(5 * scale)
     print("workload done")
