@@ -9,6 +9,7 @@ import os
 import sys
 
 MODEL_FORMAT = "micrograd_cy MLP"
+MODEL_VERSION = 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,25 +45,50 @@ def _rate(text):
 
 def _hidden(text):
     try:
-        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+        sizes = tuple(int(part) for part in text.split(","))
     except ValueError:
         sizes = None
-    if sizes is None or any(s < 1 for s in sizes):
+    if not sizes or any(s < 1 for s in sizes):
         raise argparse.ArgumentTypeError(
             f"takes comma-separated layer sizes like 16,16, not {text!r}")
     return sizes
 
 
-def _output_path(what):
+# what each output's suffix may be: matplotlib's and Graphviz's common formats
+PLOT_FORMATS = ("png", "svg", "pdf")
+GRAPH_FORMATS = ("svg", "png", "pdf")
+
+
+def _output_path(what, formats=None):
+    """A path to write: its folder exists and takes a new file there, it is not a folder,
+    and (with formats) its suffix names one of them. Checked before any work is done."""
     def check(path):
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
             raise argparse.ArgumentTypeError(f"the folder {folder!r} for the {what} does not exist")
+        if os.path.isdir(path):
+            raise argparse.ArgumentTypeError(f"{path!r} is a folder; give a file name for the {what}")
+        suffix = os.path.splitext(path)[1].lstrip(".").lower()
+        if formats and suffix not in formats:
+            raise argparse.ArgumentTypeError(
+                f"{path!r}: the suffix sets the {what}'s format: one of "
+                f"{', '.join('.' + f for f in formats)}")
+        existed = os.path.exists(path)
+        try:
+            with open(path, "a"):
+                pass
+        except OSError as e:
+            raise argparse.ArgumentTypeError(f"cannot write the {what} to {path!r}: "
+                                             f"{e.strerror}") from None
+        if not existed:
+            os.remove(path)
         return path
     return check
 
 
 def _existing_file(path):
+    if os.path.isdir(path):
+        raise argparse.ArgumentTypeError(f"{path!r} is a folder, not a model file")
     if not os.path.isfile(path):
         raise argparse.ArgumentTypeError(f"no such file: {path!r}")
     return path
@@ -70,7 +96,9 @@ def _existing_file(path):
 
 def _parser():
     from micrograd_cy.datasets import NAMES
+    from micrograd_cy import __version__
     parser = _Parser(prog="micrograd-cy", description="micrograd on a compiled engine.")
+    parser.add_argument("--version", action="version", version=f"micrograd-cy {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
                                 metavar="{train,graph,bench}")
     t = sub.add_parser("train", help="train an MLP and show it learn",
@@ -86,8 +114,9 @@ def _parser():
     t.add_argument("--lr", type=_rate, help="initial learning rate; it falls linearly to a "
                                             "tenth (default: 1.0, 0.5 for blobs and digits)")
     t.add_argument("--hidden", type=_hidden, help="hidden layer sizes (default: 16,16; 32 for digits)")
-    t.add_argument("--seed", type=int, default=1337, help="seed for data and weights (default: 1337)")
-    t.add_argument("--plot", type=_output_path("plot"), metavar="PATH",
+    t.add_argument("--seed", type=_count(0), default=1337,
+                   help="seed for data and weights (default: 1337)")
+    t.add_argument("--plot", type=_output_path("plot", PLOT_FORMATS), metavar="PATH",
                    help="write a picture of the result (PNG, SVG or PDF)")
     t.add_argument("--save", type=_output_path("model"), metavar="PATH",
                    help="write the trained model as JSON")
@@ -96,7 +125,8 @@ def _parser():
     t.add_argument("--quiet", action="store_true", help="no progress bar; only the summary")
     g = sub.add_parser("graph", help="draw a small neuron's graph (needs Graphviz)",
                        description="Draw the neuron of micrograd's trace_graph notebook.")
-    g.add_argument("--out", default="neuron.svg", type=_output_path("drawing"), metavar="PATH",
+    g.add_argument("--out", default="neuron.svg", type=_output_path("drawing", GRAPH_FORMATS),
+                   metavar="PATH",
                    help="where to write it; the suffix sets the format (default: neuron.svg)")
     g.add_argument("--rankdir", default="LR", choices=["LR", "TB"], help="layout direction")
     sub.add_parser("bench", help="the side-by-side benchmark (micrograd-cy bench --help)",
@@ -147,9 +177,13 @@ def _train(args):
     epochs = args.epochs or (defaults.epochs if args.steps is None else None)
     steps = args.steps if args.steps is not None else (
         epochs * per_epoch if epochs else defaults.steps)
+    if not args.load:
+        outputs = 1 if data.classes == 2 else data.classes
+        _check_fits([data.features, *(args.hidden or defaults.hidden), outputs],
+                    batch or len(data.X))
     model = (_load_model(args.load, data, args.hidden) if args.load
              else train.make_model(data, args.hidden or defaults.hidden, args.seed))
-    bar = _progress(steps, args.dataset, args.quiet)
+    bar = _progress(steps, args.dataset, args.quiet or steps == 0)
 
     def on_step(k, loss, accuracy):
         bar.set_postfix_str(f"loss {loss:.4f}, accuracy {100 * accuracy:.1f}%", refresh=False)
@@ -173,6 +207,40 @@ def _train(args):
     return 0
 
 
+# What a model costs: a parameter is a 64-byte Value (plus Python's list slot); a step builds
+# one fused node a neuron a sample, 72 bytes and 8 a child (README: "Memory").
+PARAMETER_BYTES = 72
+NODE_BYTES, CHILD_BYTES = 72, 8
+
+
+def _available_memory():
+    """Bytes the machine could give now (MemAvailable), or all of its memory, or None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_fits(sizes, batch):
+    """Refuse, before building anything, a model or step graph the memory cannot hold."""
+    layers = list(zip(sizes, sizes[1:]))
+    parameters = sum((n_in + 1) * n_out for n_in, n_out in layers)
+    graph = batch * sum(n_out * (NODE_BYTES + CHILD_BYTES * (2 * n_in + 1)) for n_in, n_out in layers)
+    need = parameters * PARAMETER_BYTES + graph
+    have = _available_memory()
+    if have is not None and need > have:
+        raise UsageError(f"MLP{tuple(sizes)} has {parameters:,} parameters and builds "
+                         f"{graph / 2**30:,.1f} GiB of graph a step: {need / 2**30:,.1f} GiB "
+                         f"in all, more than the {have / 2**30:,.1f} GiB this machine has free")
+
+
 def _progress(steps, name, quiet):
     from tqdm import tqdm
     return tqdm(total=steps, desc=name, unit="step", disable=quiet, dynamic_ncols=True)
@@ -180,7 +248,7 @@ def _progress(steps, name, quiet):
 
 def _save_model(path, data, model):
     from micrograd_cy.train import sizes
-    document = {"format": MODEL_FORMAT, "version": 1, "dataset": data.name,
+    document = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "dataset": data.name,
                 "sizes": sizes(model), "state": model.state_dict()}
     with open(path, "w") as f:
         json.dump(document, f)
@@ -195,6 +263,9 @@ def _load_model(path, data, hidden):
         raise UsageError(f"{path} is not a model written by --save ({e})") from None
     if not isinstance(document, dict) or document.get("format") != MODEL_FORMAT:
         raise UsageError(f"{path} is not a model written by --save")
+    if document.get("version") != MODEL_VERSION:
+        raise UsageError(f"{path} is a model of format version {document.get('version')!r}; "
+                         f"this micrograd-cy reads version {MODEL_VERSION}")
     sizes = document.get("sizes")
     if (not isinstance(sizes, list) or len(sizes) < 2
             or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes)):

@@ -3,9 +3,9 @@
 Each loader returns a Dataset. Two-class sets label their points -1/+1 (micrograd's SVM
 loss); many-class sets label them 0..k-1 (softmax cross-entropy).
 """
-from dataclasses import dataclass
+from __future__ import annotations  # numpy is imported by the loaders, not to list NAMES
 
-import numpy as np
+from dataclasses import dataclass
 
 NAMES = ("moons", "circles", "blobs", "digits")
 
@@ -32,6 +32,7 @@ def load(name, seed=1337):
 
 
 def _none(features):
+    import numpy as np
     return np.empty((0, features)), np.empty(0, dtype=int)
 
 

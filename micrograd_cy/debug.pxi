@@ -35,7 +35,7 @@ cdef str _violation():
         bits = 0
         for w in range(16):
             bits += _popcount(s.free[w])
-            if w < s.hint and s.free[w]:
+            if w < <Py_ssize_t>s.hint and s.free[w]:
                 return f"slab {si}: a free slot below its hint"
         if bits != s.nfree or s.free[0] & ((1ULL << HEAD_SLOTS) - 1):
             return f"slab {si}: {bits} free bits, nfree {s.nfree}, header bits {s.free[0] & 7}"

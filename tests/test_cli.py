@@ -107,10 +107,10 @@ def test_save_and_load(capsys, tmp_path):
 @pytest.mark.parametrize("content,words", [
     ("not json", "is not a model written by --save"),
     ('{"format": "other"}', "is not a model written by --save"),
-    ('{"format": "micrograd_cy MLP", "sizes": [3, 4, 1], "state": {}}', "holds a model for 3 inputs"),
-    ('{"format": "micrograd_cy MLP", "sizes": [2, 4, 1], "state": {"shape": [[2, 2, 2, 2], [4]], '
+    ('{"format": "micrograd_cy MLP", "version": 1, "sizes": [3, 4, 1], "state": {}}', "holds a model for 3 inputs"),
+    ('{"format": "micrograd_cy MLP", "version": 1, "sizes": [2, 4, 1], "state": {"shape": [[2, 2, 2, 2], [4]], '
      '"parameters": ["a"]}}', "must list 17 parameters"),
-    ('{"format": "micrograd_cy MLP", "sizes": [2, "x", 1], "state": {}}', "'sizes' must list"),
+    ('{"format": "micrograd_cy MLP", "version": 1, "sizes": [2, "x", 1], "state": {}}', "'sizes' must list"),
 ])
 def test_load_refuses_bad_files(capsys, tmp_path, content, words):
     path = tmp_path / "model.json"
@@ -159,3 +159,78 @@ def test_bench_runs_side_by_side(capsys, tmp_path, monkeypatch):
     # the floor computes the very numbers of the first step: same_losses compared it
     assert results["floats"]["losses"] == [pytest.approx(results["dropin"]["losses"][0], rel=1e-12)]
     assert results["replay"]["step"] < results["dropin"]["step"]
+
+
+def micrograd_cy_command(*argv, cwd):
+    """The command as a newcomer types it (python -m micrograd_cy, from another folder)."""
+    return subprocess.run([sys.executable, "-m", "micrograd_cy", *argv], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["train", "--seed", "-1"], "--seed: must be a whole number >= 0, not '-1'"),
+    (["train", "--plot", "/proc/x.png"], "cannot write the plot to '/proc/x.png'"),
+    (["train", "--save", "."], "'.' is a folder; give a file name for the model"),
+    (["train", "--plot", "."], "'.' is a folder; give a file name for the plot"),
+    (["train", "--plot", "noext"], "the suffix sets the plot's format: one of .png, .svg, .pdf"),
+    (["graph", "--out", "noext"], "the suffix sets the drawing's format: one of .svg, .png, .pdf"),
+    (["graph", "--out", "g.xyz"], "the suffix sets the drawing's format"),
+    (["graph", "--out", "/proc/g.svg"], "cannot write the drawing to '/proc/g.svg'"),
+    (["train", "--hidden", "100000000"], "has 400,000,001 parameters and builds"),
+    (["train", "--hidden", ""], "--hidden: takes comma-separated layer sizes"),
+    (["train", "--hidden", "16,16,"], "--hidden: takes comma-separated layer sizes"),
+    (["train", "--hidden", "16,,16"], "--hidden: takes comma-separated layer sizes"),
+    (["train", "--load", "."], "'.' is a folder, not a model file"),
+])
+def test_bad_input_exits_2_with_one_line_before_any_work(tmp_path, argv, words):
+    out = micrograd_cy_command(*argv, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and words in out.stderr, out.stderr
+    assert out.stdout == "" and list(tmp_path.iterdir()) == []  # nothing trained, nothing written
+
+
+def test_a_model_file_of_another_version_is_refused(tmp_path):
+    saved = tmp_path / "m.json"
+    assert micrograd_cy_command("train", "--steps", "1", "--quiet", "--save", str(saved),
+                                cwd=tmp_path).returncode == 0
+    document = json.loads(saved.read_text())
+    document["version"] = 2
+    saved.write_text(json.dumps(document))
+    out = micrograd_cy_command("train", "--load", str(saved), "--steps", "0", cwd=tmp_path)
+    assert out.returncode == 2 and "format version 2" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_version_and_zero_steps(tmp_path):
+    from micrograd_cy import __version__
+    out = micrograd_cy_command("--version", cwd=tmp_path)
+    assert out.returncode == 0 and out.stdout.strip() == f"micrograd-cy {__version__}"
+    out = micrograd_cy_command("train", "--steps", "0", cwd=tmp_path)
+    assert out.returncode == 0 and out.stderr == ""  # no empty progress bar
+    assert "after 0 steps" in out.stdout
+
+
+def test_help_and_graph_need_no_numpy(tmp_path):
+    # numpy, scikit-learn, matplotlib and tqdm hidden, as after a bare `pip install .`
+    blocker = tmp_path / "sitecustomize.py"
+    blocker.write_text(
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('numpy', 'sklearn', 'matplotlib', 'tqdm'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Block())\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+
+    def command(*argv):
+        return subprocess.run([sys.executable, "-m", "micrograd_cy", *argv], capture_output=True,
+                              text=True, cwd=tmp_path, env=env, timeout=120)
+
+    for argv in [["--help"], ["graph", "--help"], ["train", "--help"], ["bench", "--help"]]:
+        out = command(*argv)
+        assert out.returncode == 0 and "usage: micrograd-cy" in out.stdout, (argv, out.stderr)
+    out = command("train", "--steps", "1")
+    assert out.returncode == 1 and "pip install 'micrograd_cy[demo]'" in out.stderr
+    if shutil.which("dot"):
+        out = command("graph", "--out", "g.svg")
+        assert out.returncode == 0 and (tmp_path / "g.svg").read_text().startswith("<?xml")
