@@ -5,10 +5,13 @@ except ModuleNotFoundError as e:
     if e.name != "micrograd_cy.engine":
         raise
     import os
-    raise ImportError(
-        f"micrograd_cy was imported from {os.path.dirname(__file__)}, a source folder where the "
-        f"compiled engine is not built. Run from another folder to use the installed package, "
-        f"or build here with: pip install -e .") from None
+    import sys
+    _message = (f"micrograd_cy was imported from {os.path.dirname(__file__)}, a source folder "
+                f"where the compiled engine is not built. Build it here with: pip install -e . "
+                f"(or run from another folder to use the installed package)")
+    if sys.argv and sys.argv[0] == "-m":  # python -m micrograd_cy: one line, no traceback
+        sys.exit(f"micrograd-cy: error: {_message}")
+    raise ImportError(_message) from None
 
 __version__ = "0.1.0"
 __all__ = ["Value", "install_as_micrograd"]

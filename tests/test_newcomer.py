@@ -19,3 +19,15 @@ def test_memcheck_test_skips_with_its_reason_where_valgrind_is_missing(tmp_path)
         cwd=tmp_path, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "1 skipped" in run.stdout and "valgrind is not installed" in run.stdout, run.stdout
+
+
+def test_python_m_from_the_clone_runs_or_says_in_one_line_what_to_type():
+    # in the clone after the quick start (an in-place build) it runs; where the engine was
+    # installed elsewhere and the clone's folder is unbuilt, it says what to type
+    out = subprocess.run([sys.executable, "-m", "micrograd_cy", "--help"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    if out.returncode == 0:
+        assert "usage: micrograd-cy" in out.stdout
+    else:
+        assert out.stderr.strip().count("\n") == 0 and "pip install -e ." in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr
