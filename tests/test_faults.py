@@ -128,7 +128,7 @@ def test_the_switch_is_refused_on_the_release_build():
 @pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS as Linux enforces it")
 @pytest.mark.skipif(engine._DEBUG, reason="the release build's allocator, on a graph too big "
                     "for the debug build's checks")
-def test_an_address_space_limit_gives_memory_error_not_a_crash():
+def test_an_address_space_limit_gives_memory_error_not_a_crash(tmp_path):
     # the depth-first order of a deep graph outgrows a 1.5 GB address space
     code = textwrap.dedent("""
         import resource
@@ -157,6 +157,7 @@ def test_an_address_space_limit_gives_memory_error_not_a_crash():
         root.backward()
         print("grad", x.grad)
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=tmp_path)  # not the clone, whose source folder -c would import
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["MemoryError", "grad", "1.0"]

@@ -6,6 +6,7 @@ import numbers
 import operator
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 
@@ -16,9 +17,10 @@ from micrograd_cy import Value, engine
 
 
 def run_probe(code):
-    """Run code in a fresh interpreter; a crash there fails this test instead of killing it."""
+    """Run code in a fresh interpreter; a crash there fails this test instead of killing it.
+    (From a neutral folder: in the clone, `-c` would import the unbuilt source folder.)"""
     out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                         text=True, timeout=120)
+                         text=True, timeout=120, cwd=tempfile.gettempdir())
     assert out.returncode == 0, f"exit {out.returncode}\n{out.stdout}\n{out.stderr[-3000:]}"
     return out.stdout
 
