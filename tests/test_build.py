@@ -82,3 +82,33 @@ def test_every_op_is_in_every_place_an_op_needs():
         assert f"_{name}_fwd(" in forward, f"{op}: the forward dispatch does not call it"
         assert f"_{name}_bwd(node, g, m)" in backprop, f"{op}: _backprop does not call it"
     assert package == source or (package / "ops.pxi").exists()
+
+
+def test_the_type_stub_matches_the_compiled_value():
+    """engine.pyi (shipped with py.typed) names what the compiled Value has, with the same
+    parameters, so editors and type checkers see the real thing."""
+    import ast
+    import inspect
+    from pathlib import Path
+
+    from micrograd_cy import engine
+    package = Path(engine.__file__).resolve().parent
+    assert (package / "py.typed").exists() and (package / "engine.pyi").exists()
+    tree = ast.parse((package / "engine.pyi").read_text())
+    stub = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Value")
+    stubbed = {}
+    for node in stub.body:
+        if isinstance(node, ast.FunctionDef):
+            args = node.args
+            stubbed[node.name] = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
+        elif isinstance(node, ast.AnnAssign):
+            stubbed[node.target.id] = None
+    compiled = {name for name in vars(engine.Value) if name not in ("__doc__", "__new__")}
+    assert set(stubbed) == compiled, (set(stubbed) ^ compiled)
+    assert list(inspect.signature(engine.Value).parameters) == stubbed.pop("__init__")[1:]
+    for name, params in stubbed.items():
+        try:
+            signature = inspect.signature(getattr(engine.Value, name))
+        except (ValueError, TypeError):
+            continue  # a property, or a slot wrapper without a text signature
+        assert list(signature.parameters) == params, (name, signature, params)
