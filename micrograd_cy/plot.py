@@ -41,18 +41,26 @@ def _decision_boundary(ax, model, dataset):
     ys = np.linspace(X[:, 1].min() - pad, X[:, 1].max() + pad, 160)
     xx, yy = np.meshgrid(xs, ys)
     points = np.c_[xx.ravel(), yy.ravel()].tolist()
+    point_palette = ["#3182bd", "#e6550d", "#31a354", "#756bb1", "#de2d26"]
     if dataset.classes == 2:
         zz = np.array([model(p).data > 0 for p in points], dtype=float)
         colors, levels = ["#c6dbef", "#fdd0a2"], [-0.5, 0.5, 1.5]
-        point_colors = np.where(y > 0, "#e6550d", "#3182bd")
+        labels = (y > 0).astype(int)  # -1/+1 as class 0/1
+        names = ["class -1", "class +1"]
     else:
         zz = np.array([max(range(dataset.classes), key=lambda k: out[k].data)
                        for out in map(model, points)], dtype=float)
         colors = ["#c6dbef", "#fdd0a2", "#c7e9c0", "#dadaeb", "#fcbba1"][:dataset.classes]
         levels = np.arange(dataset.classes + 1) - 0.5
-        point_colors = np.array(["#3182bd", "#e6550d", "#31a354", "#756bb1", "#de2d26"])[y]
+        labels = y
+        names = [f"class {k}" for k in range(dataset.classes)]
     ax.contourf(xx, yy, zz.reshape(xx.shape), levels=levels, colors=colors)
-    ax.scatter(X[:, 0], X[:, 1], c=point_colors, s=28, edgecolors="black", linewidths=0.6)
+    for k, name in enumerate(names):  # one scatter a class, for the legend
+        mine = labels == k
+        ax.scatter(X[mine, 0], X[mine, 1], c=point_palette[k], s=28, edgecolors="black",
+                   linewidths=0.6, label=name)
+    ax.legend(loc="upper right", fontsize=8, framealpha=0.85, title_fontsize=8,
+              title="points: true class\nshading: predicted")
     ax.set_xlim(xs[0], xs[-1])
     ax.set_ylim(ys[0], ys[-1])
     ax.set_aspect("equal")
