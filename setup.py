@@ -35,10 +35,12 @@ extensions = [
     )
 ]
 
-# each mode generates its C in a folder of its own, so a switch never reuses the other's
-BUILD_DIR = os.path.join("build", "cython" if MODE == "optimized" else f"cython-{MODE}")
+# each mode generates its C in a folder of its own, so a switch never reuses the other's; the
+# tracing build keeps its C beside the .pyx (git ignores it), where Cython's coverage plugin
+# (.coveragerc) finds it
+BUILD_DIR = None if TRACE else os.path.join("build", "cython" if MODE == "optimized" else f"cython-{MODE}")
 if ANNOTATE:
-    print(f"micrograd_cy: annotated HTML in {BUILD_DIR}/micrograd_cy/engine.html")
+    print(f"micrograd_cy: annotated HTML in {BUILD_DIR or '.'}/micrograd_cy/engine.html")
 
 setup(
     ext_modules=cythonize(

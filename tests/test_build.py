@@ -1,6 +1,9 @@
 """The engine that runs is the compiled one, and the package exposes micrograd's names."""
 import importlib.machinery
+import os
 import sys
+
+import pytest
 
 import micrograd_cy
 import micrograd_cy.engine
@@ -112,3 +115,36 @@ def test_the_type_stub_matches_the_compiled_value():
         except (ValueError, TypeError):
             continue  # a property, or a slot wrapper without a text signature
         assert list(signature.parameters) == params, (name, signature, params)
+
+
+@pytest.mark.slow
+def test_coverage_sees_inside_the_engine_on_the_tracing_build(tmp_path):
+    """The README's coverage command: the tracing build, then coverage with Cython's plugin,
+    reports lines of engine.pyx and the .pxi files it includes."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+    pytest.importorskip("Cython")
+    pytest.importorskip("coverage")
+    root = Path(__file__).resolve().parents[1]
+    for name in ["setup.py", "pyproject.toml", "README.md", ".coveragerc"]:
+        shutil.copy(root / name, tmp_path)
+    shutil.copytree(root / "micrograd_cy", tmp_path / "micrograd_cy",
+                    ignore=shutil.ignore_patterns("*.so", "*.c", "*.html", "__pycache__"))
+    env = dict(os.environ, MICROGRAD_CY_TRACE="1")
+    build = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=tmp_path,
+                           env=env, capture_output=True, text=True)
+    assert build.returncode == 0 and "micrograd_cy: tracing build" in build.stdout, build.stderr[-2000:]
+    (tmp_path / "use.py").write_text(
+        "from micrograd_cy import Value\n"
+        "a = Value(2.0); b = (a * a + 1).tanh(); b.backward(); b.forward()\n")
+    for args in [["run", "use.py"], ["json", "-o", "cov.json"]]:
+        out = subprocess.run([sys.executable, "-m", "coverage", *args], cwd=tmp_path,
+                             capture_output=True, text=True)
+        assert out.returncode == 0, out.stdout + out.stderr
+    import json
+    files = json.loads((tmp_path / "cov.json").read_text())["files"]
+    for name in ["engine.pyx", "ops.pxi", "order.pxi", "build.pxi", "memory.pxi"]:
+        summary = files[f"micrograd_cy/{name}"]["summary"]
+        assert summary["num_statements"] > 0 and summary["covered_lines"] > 0, (name, summary)
