@@ -323,55 +323,60 @@ _OP_NAMES = {LEAF: '', CUSTOM: '', ADD: '+', SUB: '-', MUL: '*', DIV: '/', NEG: 
 
 
 # kernel: begin
+@cython.cdivision(True)
 cdef inline int _eval1(unsigned char op, double x, double c, double* out) noexcept:
     """out = op(x) for the one-child ops; c is POW's exponent. Returns an Err code."""
+    cdef int err = OK
     if op == NEG:
-        return _neg_fwd(x, out)
-    if op == POW:
-        return _pow_fwd(x, c, out)
-    if op == RELU:
-        return _relu_fwd(x, out)
-    if op == TANH:
-        return _tanh_fwd(x, out)
-    if op == EXP:
-        return _exp_fwd(x, out)
-    if op == LOG:
-        return _log_fwd(x, out)
-    if op == SIGMOID:
-        return _sigmoid_fwd(x, out)
-    return OK
+        err = _neg_fwd(x, out)
+    elif op == POW:
+        err = _pow_fwd(x, c, out)
+    elif op == RELU:
+        err = _relu_fwd(x, out)
+    elif op == TANH:
+        err = _tanh_fwd(x, out)
+    elif op == EXP:
+        err = _exp_fwd(x, out)
+    elif op == LOG:
+        err = _log_fwd(x, out)
+    elif op == SIGMOID:
+        err = _sigmoid_fwd(x, out)
+    return err
 
 
+@cython.cdivision(True)
 cdef inline int _eval2(unsigned char op, double x, double y, double* out) noexcept:
     """out = x op y for the two-child ops. Returns an Err code."""
+    cdef int err = OK
     if op == ADD:
-        return _add_fwd(x, y, out)
-    if op == SUB:
-        return _sub_fwd(x, y, out)
-    if op == MUL:
-        return _mul_fwd(x, y, out)
-    if op == DIV:
-        return _div_fwd(x, y, out)
-    if op == POWV:
-        return _powv_fwd(x, y, out)
-    return OK
+        err = _add_fwd(x, y, out)
+    elif op == SUB:
+        err = _sub_fwd(x, y, out)
+    elif op == MUL:
+        err = _mul_fwd(x, y, out)
+    elif op == DIV:
+        err = _div_fwd(x, y, out)
+    elif op == POWV:
+        err = _powv_fwd(x, y, out)
+    return err
 
 
 cdef int _eval(PyObject* node) noexcept:
     """Recompute node's data from its children. Returns an Err code, OK when fine."""
     cdef unsigned char op = (<Value>node)._opcode
     cdef double* out = &(<Value>node)._data
-    if op == LEAF:
-        return OK
-    if op == CUSTOM:
-        return OK
-    if op == SUM:
-        return _sum_fwd(node, out)
-    if op == DOT:
-        return _dot_fwd(node, out)
-    if (<Value>node)._n == 2:
-        return _eval2(op, _val(_a(node)), _val(_b(node)), out)
-    return _eval1(op, _val(_a(node)), (<Value>node)._s.c, out)
+    cdef int err = OK
+    if op == LEAF or op == CUSTOM:
+        pass
+    elif op == SUM:
+        err = _sum_fwd(node, out)
+    elif op == DOT:
+        err = _dot_fwd(node, out)
+    elif (<Value>node)._n == 2:
+        err = _eval2(op, _val(_a(node)), _val(_b(node)), out)
+    else:
+        err = _eval1(op, _val(_a(node)), (<Value>node)._s.c, out)
+    return err
 
 
 cdef inline void _backprop(PyObject* node, _Mode* m) noexcept:
