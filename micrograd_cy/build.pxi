@@ -131,15 +131,15 @@ cdef Value _dot(object w, object x, object bias, bint relu):
     if PySequence_Fast_GET_SIZE(x) != n:  # converting w ran code that resized x
         raise RuntimeError("the inputs changed size while the weights were read")
     kid_flags |= _set_kids(out, x, 0)
+    cdef Value b
     if bias is not None:
-        if type(bias) is not Value:
-            bias = _leaf_of(bias)
-        _ready(bias)
-        Py_INCREF(bias)
-        out._s.kids[out._n] = <PyObject*>bias
+        b = <Value>bias if type(bias) is Value else _leaf_of(bias)
+        _ready(b)
+        Py_INCREF(b)
+        out._s.kids[out._n] = <PyObject*>b
         out._n += 1
         out._flags |= HAS_BIAS
-        kid_flags |= (<Value>bias)._flags
+        kid_flags |= b._flags
     if kid_flags & OFF_TAPE:
         _untape(out)
     return _check(out, _eval(<PyObject*>out))
@@ -152,31 +152,37 @@ cdef int _set_kids(Value out, object items, Py_ssize_t extra) except -1:
     The first call allocates room for n + extra children; out is n-ary already.
     """
     cdef unsigned char every = READY, some = 0  # the children's flags and'ed, or'ed
+    cdef unsigned char f
     cdef Py_ssize_t i, n = PySequence_Fast_GET_SIZE(items)
     cdef PyObject** src = PySequence_Fast_ITEMS(items)
+    cdef PyObject* o
     cdef object v
     if out._s.kids == NULL:
-        if n + extra > 0xFFFFFFFF:
+        if n + extra > <Py_ssize_t>0xFFFFFFFF:
             raise OverflowError("a node takes at most 2**32 - 1 children")
         out._s.kids = <PyObject**>_alloc(max(n + extra, 1) * sizeof(PyObject*))
         if out._s.kids == NULL:
             raise MemoryError()
-    cdef PyObject** dst = out._s.kids + out._n
+    cdef unsigned int owned = out._n  # out owns kids[:out._n]: dealloc releases those
+    cdef PyObject** dst = out._s.kids + owned
     for i in range(n):
-        if type(<object>src[i]) is Value:
-            every &= (<Value>src[i])._flags
-            some |= (<Value>src[i])._flags
-            Py_INCREF(<object>src[i])
-            dst[i] = src[i]
+        o = src[i]
+        if Py_TYPE(o) == <PyTypeObject*>Value:
+            f = (<Value>o)._flags
+            every &= f
+            some |= f
+            _incref(o)
+            dst[i] = o
         else:
-            v = _leaf_of(<object>src[i])  # may run Python code (a __float__)...
+            out._n = owned + i  # counted before any Python code runs
+            v = _leaf_of(<object>o)  # may run Python code (a __float__)...
             Py_INCREF(v)
             dst[i] = <PyObject*>v
+            out._n += 1
             if PySequence_Fast_GET_SIZE(items) != n:  # ...that changed the list under us
-                out._n += 1
                 raise RuntimeError("the sequence changed size while it was read")
             src = PySequence_Fast_ITEMS(items)
-        out._n += 1  # counted as owned at once: dealloc releases what is there
+    out._n = owned + n
     if not every & READY:  # out dies with the exception: no graph ever holds the child
         for i in range(out._n):
             _ready(<Value>out._s.kids[i])

@@ -20,6 +20,7 @@
 
 cdef extern from "Python.h":
     Py_ssize_t Py_REFCNT(PyObject*)
+    void _incref "Py_INCREF"(PyObject*)
     void _decref "Py_DECREF"(PyObject*)
     PyTypeObject* Py_TYPE(PyObject*)
     int PyTraceMalloc_Track(unsigned int domain, size_t ptr, size_t size)
