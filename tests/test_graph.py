@@ -6,7 +6,6 @@ import sys
 import tracemalloc
 
 import pytest
-import torch
 
 from conftest import close, readme_example
 from micrograd_cy import Value
@@ -92,7 +91,7 @@ def test_labels():
         a.label = 5
 
 
-def test_second_backward_adds_to_leaves_once_like_pytorch_retain_graph():
+def test_second_backward_adds_to_leaves_once_like_pytorch_retain_graph(torch):
     a, b = Value(1.5), Value(-0.5)
     h = a * b + a
     out = h * h + h.tanh()
@@ -151,7 +150,7 @@ def test_fused_nodes_reuse_one_node_many_times():
     assert a.grad == 5000.0 + 2 * 100 * 0.5 + 1
 
 
-def test_forward_replays_after_leaves_change():
+def test_forward_replays_after_leaves_change(torch):
     x, w = Value(1.0), Value(2.0)
     out = (w * x + 1).tanh() * w
     out.backward()

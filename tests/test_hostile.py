@@ -11,7 +11,6 @@ import textwrap
 import threading
 
 import pytest
-import torch
 
 from micrograd_cy import Value, engine
 
@@ -263,7 +262,7 @@ def test_an_interior_grad_set_after_forward_is_not_kept_by_backward():
 # -- 8. ReLU at NaN passes the gradient, as PyTorch does -------------------------------------
 
 @pytest.mark.parametrize("fused", [False, True])
-def test_relu_at_nan_follows_pytorch(fused):
+def test_relu_at_nan_follows_pytorch(fused, torch):
     x = Value(math.nan)
     xt = torch.tensor(math.nan, dtype=torch.float64, requires_grad=True)
     w = Value(1.0)

@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 from conftest import close, readme_example
 from micrograd_cy import Value, engine
 
+pytestmark = pytest.mark.torch
+
 
 def t(x):
     return torch.tensor(float(x), dtype=torch.float64, requires_grad=True)
@@ -286,3 +288,21 @@ def test_replayed_random_dags_against_pytorch(path, program):
         return
     root_theirs.backward()
     assert_matches(moved, ours, theirs)
+
+
+@given(programs())
+def test_random_dags_with_repeated_backward(program):
+    try:
+        ours = run(program, Value)
+    except (ZeroDivisionError, OverflowError, ValueError):
+        return
+    n = len(program[0])
+    root = Value.sum(ours[n:])
+    if not math.isfinite(root.data):
+        return
+    theirs = run(program, t)
+    root_t = sum(theirs[n:])
+    for _ in range(3):
+        root.backward()
+        root_t.backward(retain_graph=True)
+    assert_matches(program, ours, theirs, passes=3)
