@@ -21,12 +21,22 @@ def install_as_micrograd():
     """Make `import micrograd` (and micrograd.engine, micrograd.nn) resolve to micrograd_cy,
 
     so existing micrograd scripts and notebooks run on the compiled engine unchanged.
-    Call it before they import micrograd.
+    Call it before they import micrograd: called after, it raises RuntimeError, since the
+    names already imported would keep upstream's Value and the two would nest. Calling it
+    again once installed does nothing.
     """
     import sys
 
     from micrograd_cy import engine, nn
 
-    sys.modules["micrograd"] = sys.modules[__name__]
-    sys.modules["micrograd.engine"] = engine
-    sys.modules["micrograd.nn"] = nn
+    ours = {"micrograd": sys.modules[__name__], "micrograd.engine": engine, "micrograd.nn": nn}
+    early = [name for name, module in ours.items()
+             if sys.modules.get(name, module) is not module]
+    if early:
+        where = getattr(sys.modules[early[0]], "__file__", None) or "an unknown place"
+        raise RuntimeError(
+            f"install_as_micrograd() was called after {', '.join(early)} had been imported "
+            f"(from {where}): what was imported from it keeps upstream's Value, and mixing "
+            f"the two nests one Value inside another. Call micrograd_cy.install_as_micrograd() "
+            f"first, before anything imports micrograd (in a notebook: restart the kernel)")
+    sys.modules.update(ours)

@@ -3,6 +3,7 @@
 The loop is the notebook's, line for line, with the engine and the nn module passed in,
 so the same function trains upstream micrograd, upstream's nn.py on our engine, and ours.
 """
+import importlib.machinery
 import importlib.util
 import random
 import sys
@@ -80,7 +81,11 @@ def upstream_nn(engine):
     engine is a module with a Value: micrograd.engine for upstream as shipped, or
     micrograd_cy.engine to run upstream's nn.py on the compiled engine.
     """
-    spec = importlib.util.find_spec("micrograd.nn")
+    # looked up on sys.path, not in sys.modules: after install_as_micrograd(), "micrograd"
+    # there is micrograd_cy, and its nn is not upstream's file
+    package = importlib.machinery.PathFinder.find_spec("micrograd")
+    spec = package and importlib.machinery.PathFinder.find_spec(
+        "micrograd.nn", package.submodule_search_locations)
     if spec is None:
         raise ModuleNotFoundError("upstream micrograd is not installed: pip install micrograd")
     module = importlib.util.module_from_spec(spec)
