@@ -7,7 +7,6 @@ does not need PyTorch (-m "not torch"). A Python that is not on the machine is s
 nox says so ("Python interpreter 3.x not found"). `nox -s "tests-3.12"` runs one; arguments
 after `--` go to pytest (`nox -- -m "not slow"`).
 """
-import glob
 import os
 
 import nox
