@@ -60,6 +60,24 @@ cdef class _Aux:
         PyMem_Free(self.topo)
 
 
+@cython.final
+@cython.no_gc  # holds a Value, which holds only Values: no cycle can pass through it
+cdef class _ChainRule:
+    """A node's `_backward`, as micrograd's closure: each call adds d(node)/d(child) * node.grad
+    into every child's grad, once (a leaf's, or a hand-built node's, does nothing)."""
+    cdef Value node
+
+    def __call__(self):
+        # No _grads_written bump needed: it adds node.grad times a local derivative, and a
+        # nonzero interior grad was written by backward() or the grad setter, which bump it.
+        cdef _Adding adding
+        _backprop(<PyObject*>self.node, &adding)
+        _debug_check()
+
+    def __repr__(self):
+        return f"<chain rule of {self.node!r}>"
+
+
 cdef _Aux _aux_of(Value v):
     if v._aux is None:
         v._aux = _Aux.__new__(_Aux)
@@ -178,6 +196,24 @@ Stores a single scalar value and its gradient."""
         cdef unsigned int i
         cdef PyObject** kids = _children(<PyObject*>self)
         return {<object>kids[i] for i in range(self._n)}
+
+    @property
+    def _backward(self):
+        """This node's chain rule as micrograd's `_backward` closure: calling it adds
+        d(self)/d(child) * self.grad into each child's grad (the lecture's step-by-step backward)."""
+        cdef _ChainRule rule = _ChainRule.__new__(_ChainRule)
+        rule.node = self
+        return rule
+
+    @_backward.setter
+    def _backward(self, value):
+        raise AttributeError(
+            "a Value's _backward cannot be assigned: each op's chain rule runs in C. Build a new op "
+            "from existing ones (a.exp(), a ** 2, Value.dot...), whose rules backward() chains")
+
+    @_backward.deleter
+    def _backward(self):
+        raise AttributeError("a Value's _backward cannot be deleted")
 
     @property
     def _op(self):

@@ -61,3 +61,103 @@ def test_upstream_nn_is_upstreams_file_even_after_install():
     """).split("\n")
     assert out[0].replace("\\\\", "/").endswith("micrograd/nn.py") and "micrograd_cy" not in out[0]
     assert out[1:3] == ["False Value", "True"]
+
+
+# -- the lecture's step-by-step backward, against upstream micrograd --------------------------
+
+import math  # noqa: E402
+
+import micrograd.engine  # noqa: E402
+import pytest  # noqa: E402
+
+from conftest import close, readme_example  # noqa: E402
+from micrograd_cy import Value  # noqa: E402
+
+
+def lecture_neuron(V, act):
+    """The lecture's neuron, node by node (its labels left out: upstream's package has none)."""
+    x1, x2, w1, w2 = V(2.0), V(0.0), V(-3.0), V(1.0)
+    b = V(6.8813735870195432)
+    x1w1 = x1 * w1
+    x2w2 = x2 * w2
+    x1w1x2w2 = x1w1 + x2w2
+    n = x1w1x2w2 + b
+    o = act(n)
+    return [o, n, b, x1w1x2w2, x2w2, x1w1, x2, w2, x1, w1]
+
+
+def manual_backward(nodes, times=1):
+    for _ in range(times):
+        nodes[0].grad = 1.0
+        for node in nodes:  # o, n, b, ...: each node after every node that uses it
+            node._backward()
+    return [v.grad for v in nodes]
+
+
+def test_the_lectures_manual_backward_gives_the_lectures_grads():
+    grads = manual_backward(lecture_neuron(Value, Value.tanh))
+    # o = tanh(n) = 0.7071...: n's grad 1 - o**2 = 0.5 flows through the sums unchanged
+    want = [1.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.0, -1.5, 1.0]
+    assert all(close(g, w) for g, w in zip(grads, want)), grads
+
+
+@pytest.mark.parametrize("times", [1, 2])
+def test_the_manual_backward_node_by_node_gives_upstreams_grads(times):
+    # upstream's package has no tanh: the same neuron with its ReLU. Twice: each chain rule
+    # adds into its children again, interior ones included, as micrograd's closures do
+    ours = manual_backward(lecture_neuron(Value, Value.relu), times)
+    theirs = manual_backward(lecture_neuron(micrograd.engine.Value, micrograd.engine.Value.relu), times)
+    assert ours == theirs and ours[-1] != 0.0
+
+
+def build_topo(v, topo, visited):
+    """The lecture's build_topo, verbatim but for the names."""
+    if v not in visited:
+        visited.add(v)
+        for child in v._prev:
+            build_topo(child, topo, visited)
+        topo.append(v)
+    return topo
+
+
+def test_the_lectures_build_topo_then_reversed_backward_gives_upstreams_grads():
+    leaves = {}
+    for V in (Value, micrograd.engine.Value):
+        a, b = V(-4.0), V(2.0)
+        g = readme_example(a, b)
+        g.grad = 1.0
+        for node in reversed(build_topo(g, [], set())):
+            node._backward()
+        leaves[V] = (a.grad, b.grad)
+    for ours, theirs in zip(leaves[Value], leaves[micrograd.engine.Value]):
+        assert close(ours, theirs), leaves
+
+
+def test_a_manual_backward_then_backward_gives_backwards_grads():
+    # interior grads added by hand must not leak into a later backward() over a cached order
+    x = Value(0.5)
+    y = (x * 3.0).tanh() * x
+    y.forward()  # a cached order: backward() zeroes interior grads only when they were written
+    y.backward()
+    want = x.grad
+    assert y.grad == 1.0  # backward() left it so: no grad setter runs below
+    for node in reversed(build_topo(y, [], set())):
+        node._backward()
+    x.grad = 0.0
+    y.backward()
+    assert x.grad == want
+
+
+def test_a_leaf_or_hand_built_nodes_backward_does_nothing_and_none_can_be_assigned():
+    a = Value(1.0)
+    hand = Value(2.0, (a,), "f")
+    hand.grad = 5.0
+    a._backward()
+    hand._backward()
+    assert a.grad == 0.0 and hand.grad == 5.0
+    with pytest.raises(AttributeError, match="cannot be assigned.*Build a new op"):
+        hand._backward = lambda: None
+    with pytest.raises(AttributeError):
+        del hand._backward
+    with pytest.raises(TypeError):
+        Value._backward.__get__(1.0)
