@@ -27,6 +27,17 @@ cdef int _real(object x, double* out) except -1:
     return 0
 
 
+cdef list _numbers(object xs):
+    """xs, a sequence of real numbers, as a list of floats (for grads=)."""
+    cdef double d
+    out = []
+    for x in PySequence_Fast(xs, "grads must be a sequence of numbers, one per child"):
+        if not _real(x, &d):
+            raise TypeError(f"grads must hold real numbers, not {type(x).__name__!r}")
+        out.append(d)
+    return out
+
+
 cdef double _data_arg(object x) except? -1.0:
     cdef double d
     if not _real(x, &d):

@@ -18,6 +18,7 @@ cdef enum Op:
     SIGMOID
     SUM       # n-ary: sum of _kids
     DOT       # n-ary: kids = w[0..n), x[0..n), optional bias; optionally ReLU'd
+    GIVEN     # Value(data, _children, _op, grads=...) built by hand: n-ary, local derivatives given
 
 cdef enum Flag:
     EXPANDED = 1       # EXPANDED and PLACED mark nodes only inside an ordering call

@@ -1,6 +1,6 @@
 # Types of the compiled engine (micrograd_cy/engine.pyx), for editors and type checkers.
 # tests/test_build.py checks these names and signatures against the compiled module.
-from typing import Callable, Iterable, Sequence, SupportsFloat, Union
+from typing import Callable, Iterable, Optional, Sequence, SupportsFloat, Union
 
 Number = Union[int, float, SupportsFloat]
 Operand = Union["Value", Number]
@@ -14,7 +14,7 @@ class Value:
     label: str
 
     def __init__(self, data: Number, _children: Iterable[Value] = (), _op: str = "",
-                 label: str = "") -> None: ...
+                 label: str = "", grads: Optional[Sequence[Number]] = None) -> None: ...
     @property
     def _prev(self) -> set[Value]: ...
     @property

@@ -132,27 +132,42 @@ def _restore(data, grad, label):
 @cython.no_gc
 @cython.binding(False)  # methods are C method descriptors: they refuse a self that is not a Value
 cdef class Value:
-    """Value(data, _children=(), _op='', label='')
+    """Value(data, _children=(), _op='', label='', grads=None)
 --
 
 Stores a single scalar value and its gradient."""
 
     __array_ufunc__ = None  # numpy scalars on the left defer to our reflected operators
 
-    def __init__(self, data, _children=(), str _op not None='', str label not None=''):
+    def __init__(self, data, _children=(), str _op not None='', str label not None='',
+                 grads=None):
+        cdef Py_ssize_t i, n
+        cdef double* given
         if self._opcode != LEAF or self._flags & INITIALIZED:
             raise RuntimeError("Value.__init__ may run only once per Value")
         self._flags |= INITIALIZED  # first: what follows can run Python code, which may call it
         self._data = _data_arg(data)
+        local = None if grads is None else _numbers(grads)  # Python code (a __float__) runs here
         children = PySequence_Fast(_children, "_children must be a sequence of Values")
+        n = PySequence_Fast_GET_SIZE(children)
+        if local is not None and len(local) != n:
+            raise ValueError(f"grads= gives d(node)/d(child) for each child: {len(local)} "
+                             f"numbers for {n} children")
         for c in children:
             if type(c) is not Value:
                 raise TypeError(f"_children must hold Values, not {type(c).__name__!r}")
             _ready(c)  # itself, or a Value still being built, would make a cycle
-        if PySequence_Fast_GET_SIZE(children):
+        if n:
             self._opcode = CUSTOM
             self._flags |= OFF_TAPE
-            _set_kids(self, children, 0)
+            # with grads, room for n doubles after the n children (ops.pxi: _given_grads)
+            _set_kids(self, children, 0 if local is None else
+                      (n * sizeof(double) + sizeof(PyObject*) - 1) // sizeof(PyObject*))
+            if local is not None:
+                given = _given_grads(<PyObject*>self)
+                for i in range(n):
+                    given[i] = local[i]
+                self._opcode = GIVEN
         if _op or label:
             _aux_of(self).op_name = _op
             self._aux.label = label

@@ -17,6 +17,8 @@ cdef enum Err:
     ERR_POW_RANGE
     ERR_EXP_RANGE
     ERR_LOG_DOMAIN
+    ERR_GIVEN
+
 
 
 cdef int _raise(int err) except -1:
@@ -33,6 +35,10 @@ cdef int _raise(int err) except -1:
         raise OverflowError("math range error (exp)")
     if err == ERR_LOG_DOMAIN:
         raise ValueError("math domain error (log of a number <= 0)")
+    if err == ERR_GIVEN:
+        raise ValueError("forward() cannot recompute a node made with Value(data, children, op, "
+                         "grads=...): its value and derivatives were given, not computed. Build "
+                         "the graph again instead, or make the op from ops forward() can replay")
     return 0
 
 
@@ -56,7 +62,7 @@ cdef inline PyObject* _b(PyObject* node) noexcept:
     return (<Value>node)._s.b
 
 cdef inline bint _nary(unsigned char op) noexcept:
-    return op == SUM or op == DOT or op == CUSTOM
+    return op == SUM or op == DOT or op == CUSTOM or op == GIVEN
 
 cdef inline PyObject** _children(PyObject* node) noexcept:
     """The node's _n children: an array of its own for n-ary ops, else _a and _s.b."""
@@ -308,6 +314,22 @@ cdef inline void _dot_bwd(PyObject* node, double g, _Mode* m) noexcept:
     if (<Value>node)._flags & HAS_BIAS:
         _give(kids[2 * n], g, m)
 
+# -- GIVEN: Value(data, _children, _op, grads=(d0, d1, ...)) built by hand: the user gave the
+#    value and d(node)/d(child i) = d_i, kept as doubles after the n children (build.pxi:
+#    _given_grads); never on the tape, like CUSTOM. Nothing recomputes it.
+cdef inline double* _given_grads(PyObject* node) noexcept:
+    return <double*>((<Value>node)._s.kids + (<Value>node)._n)
+
+cdef inline int _given_fwd(PyObject* node, double* out) noexcept:
+    return ERR_GIVEN
+
+cdef inline void _given_bwd(PyObject* node, double g, _Mode* m) noexcept:
+    cdef PyObject** kids = (<Value>node)._s.kids
+    cdef double* d = _given_grads(node)
+    cdef unsigned int i
+    for i in range((<Value>node)._n):
+        _give(kids[i], d[i] * g, m)
+
 
 # kernel: end
 
@@ -319,7 +341,7 @@ cdef inline void _dot_bwd(PyObject* node, double g, _Mode* m) noexcept:
 # ours for the rest. A hand-built node shows the _op it was given ('' as in micrograd).
 _OP_NAMES = {LEAF: '', CUSTOM: '', ADD: '+', SUB: '-', MUL: '*', DIV: '/', NEG: 'neg',
              POW: '**', POWV: '**', RELU: 'ReLU', TANH: 'tanh', EXP: 'exp', LOG: 'log',
-             SIGMOID: 'sigmoid', SUM: 'sum', DOT: 'dot'}
+             SIGMOID: 'sigmoid', SUM: 'sum', DOT: 'dot', GIVEN: ''}
 
 
 # kernel: begin
@@ -372,6 +394,8 @@ cdef int _eval(PyObject* node) noexcept:
         err = _sum_fwd(node, out)
     elif op == DOT:
         err = _dot_fwd(node, out)
+    elif op == GIVEN:
+        err = _given_fwd(node, out)
     elif (<Value>node)._n == 2:
         err = _eval2(op, _val(_a(node)), _val(_b(node)), out)
     else:
@@ -422,4 +446,6 @@ cdef inline void _backprop(PyObject* node, _Mode* m) noexcept:
         _sum_bwd(node, g, m)
     elif op == DOT:
         _dot_bwd(node, g, m)
+    elif op == GIVEN:
+        _given_bwd(node, g, m)
 # kernel: end

@@ -42,7 +42,7 @@ def test_public_names_match_upstream():
 
 def test_signatures_are_embedded():
     import inspect
-    assert str(inspect.signature(micrograd_cy.Value)) == "(data, _children=(), _op='', label='')"
+    assert str(inspect.signature(micrograd_cy.Value)) == "(data, _children=(), _op='', label='', grads=None)"
     assert str(inspect.signature(micrograd_cy.Value.dot)) == "(weights, inputs, bias=None, relu=False)"
     assert str(inspect.signature(micrograd_cy.Value.backward)) == "(self, /)"
 

@@ -66,6 +66,7 @@ def test_upstream_nn_is_upstreams_file_even_after_install():
 # -- the lecture's step-by-step backward, against upstream micrograd --------------------------
 
 import math  # noqa: E402
+import pickle  # noqa: E402
 
 import micrograd.engine  # noqa: E402
 import pytest  # noqa: E402
@@ -161,3 +162,115 @@ def test_a_leaf_or_hand_built_nodes_backward_does_nothing_and_none_can_be_assign
         del hand._backward
     with pytest.raises(TypeError):
         Value._backward.__get__(1.0)
+
+
+# -- new ops from Python: value and local derivatives given, chain rule run in C --------------
+
+def sin(v):
+    return Value(math.sin(v.data), (v,), "sin", grads=(math.cos(v.data),))
+
+
+def softplus(v):
+    return Value(math.log1p(math.exp(v.data)), (v,), "softplus", grads=(1 / (1 + math.exp(-v.data)),))
+
+
+def leaky_relu(v, slope=0.01):
+    return Value(v.data if v.data > 0 else slope * v.data, (v,), "leaky",
+                 grads=(1.0 if v.data > 0 else slope,))
+
+
+def upstream_sin(v):
+    """The same op as a micrograd user writes it on upstream: a closure."""
+    out = micrograd.engine.Value(math.sin(v.data), (v,), "sin")
+
+    def _backward():
+        v.grad += math.cos(v.data) * out.grad
+    out._backward = _backward
+    return out
+
+
+def test_an_op_given_by_its_derivatives_matches_upstreams_closure():
+    grads = {}
+    for V, f in ((Value, sin), (micrograd.engine.Value, upstream_sin)):
+        a, b = V(0.3), V(-1.2)
+        h = f(a * b + a)  # a reaches the op twice
+        out = f(h) * a + h.relu()
+        out.backward()
+        grads[V] = (out.data, a.grad, b.grad)
+    for ours, theirs in zip(grads[Value], grads[micrograd.engine.Value]):
+        assert close(ours, theirs), grads
+
+
+@pytest.mark.parametrize("passes", [1, 2])
+def test_given_ops_follow_pytorch_in_a_dag_and_in_repeated_backward(torch, passes):
+    xs = [0.4, -1.3, 2.2]
+    ours = [Value(x) for x in xs]
+    theirs = [torch.tensor(x, dtype=torch.float64, requires_grad=True) for x in xs]
+
+    def net(a, b, c, ops):
+        s, sp, lr = ops
+        h = s(a * b) + sp(b + c)
+        return lr(h * c - a) * s(h) + h
+
+    out = net(*ours, (sin, softplus, leaky_relu))
+    ref = net(*theirs, (torch.sin, torch.nn.functional.softplus,
+                        lambda t: torch.nn.functional.leaky_relu(t, 0.01)))
+    for _ in range(passes):
+        out.backward()
+        ref.backward(retain_graph=True)
+    assert close(out.data, ref.item())
+    for o, r in zip(ours, theirs):
+        assert close(o.grad, r.grad.item()), (o.grad, r.grad.item())
+
+
+def test_a_given_op_draws_pickles_and_refuses_replay_plainly():
+    from micrograd_cy import nn, viz
+    model = nn.MLP(2, [3, 1])
+    out = sin(model([0.5, -1.0]))
+    out.backward()
+    assert out._op == "sin" and len(out._prev) == 1
+    assert "sin" in viz.draw_dot(out).source
+    again = pickle.loads(pickle.dumps(model))
+    assert [p.data for p in again.parameters()] == [p.data for p in model.parameters()]
+    assert [p.grad for p in again.parameters()] == [p.grad for p in model.parameters()]
+    with pytest.raises(ValueError, match="forward\\(\\) cannot recompute .*grads="):
+        out.forward()
+    before = [p.grad for p in model.parameters()]
+    out.backward()  # the failed replay left the graph whole
+    assert [p.grad for p in model.parameters()] == [2 * g for g in before]
+
+
+def test_grads_that_do_not_fit_are_refused():
+    a = Value(1.0)
+    with pytest.raises(ValueError, match="2 numbers for 1 children"):
+        Value(1.0, (a,), "f", grads=(1.0, 2.0))
+    with pytest.raises(ValueError, match="1 numbers for 0 children"):
+        Value(1.0, (), "f", grads=(1.0,))
+    with pytest.raises(TypeError, match="real numbers"):
+        Value(1.0, (a,), "f", grads=("x",))
+    with pytest.raises(TypeError, match="sequence"):
+        Value(1.0, (a,), "f", grads=3.0)
+
+
+def test_a_grad_whose_float_reenters_the_engine_cannot_break_the_node():
+    a = Value(1.0)
+    children = [a]
+
+    class Sly(float):
+        def __float__(self):
+            node.__init__(5.0)  # refused: __init__ is under way
+            return 2.0
+
+    class Shrinking(float):
+        def __float__(self):
+            children.clear()  # the children are read after every grad is converted
+            return 2.0
+
+    node = Value.__new__(Value)
+    with pytest.raises(RuntimeError, match="only once"):
+        node.__init__(1.0, (a,), "f", grads=(Sly(0.0),))
+    node = Value.__new__(Value)
+    with pytest.raises(ValueError, match="1 numbers for 0 children"):
+        node.__init__(1.0, children, "f", grads=(Shrinking(0.0),))
+    with pytest.raises(ValueError):
+        node * 2.0  # never finished: no graph may hold it
