@@ -21,10 +21,17 @@ cdef int _real(object x, double* out) except -1:
     if type(x) is float:
         out[0] = <double>x
         return 1
-    if isinstance(x, (int, float)) or isinstance(x, _Real):
+    if isinstance(x, (int, float)) or isinstance(x, _Real) or _numpy_bool(x):
         out[0] = float(x)
         return 1
     return 0
+
+
+cdef inline bint _numpy_bool(object x) except -1:
+    """numpy's bool scalar: not a numbers.Real, but Python's bool is one (an int), and
+    micrograd takes it as a number."""
+    t = type(x)
+    return t.__module__ == "numpy" and t.__name__ in ("bool_", "bool")
 
 
 cdef list _numbers(object xs):

@@ -274,3 +274,68 @@ def test_a_grad_whose_float_reenters_the_engine_cannot_break_the_node():
         node.__init__(1.0, children, "f", grads=(Shrinking(0.0),))
     with pytest.raises(ValueError):
         node * 2.0  # never finished: no graph may hold it
+
+
+# -- the README's differences, each as written ------------------------------------------------
+
+def test_the_differences_are_as_the_readme_says():
+    import copy
+    import decimal
+    import weakref
+
+    import numpy as np
+    from micrograd.nn import Neuron as UpstreamNeuron
+
+    from micrograd_cy import nn
+    U = micrograd.engine.Value
+    # floats always; Decimal refused; numpy scalars and np.bool_ are numbers
+    assert type(Value(3).data) is float and Value(3).data == 3.0
+    with pytest.raises(TypeError, match="Decimal"):
+        Value(decimal.Decimal("1.5"))
+    assert (Value(2.0) * np.bool_(True)).data == 2.0 == (U(2.0) * np.bool_(True)).data
+    assert (np.float32(0.5) + Value(1.0)).data == 1.5
+    # ops of their own; true division
+    a, b = Value(1.0), Value(2.0)
+    assert [(a - b)._op, (a / b)._op, (-a)._op] == ["-", "/", "neg"]
+    assert (Value(3.0) / 10.0).data == 0.3 and (U(3.0) / 10.0).data == 0.30000000000000004
+    # a negative base to a fractional power
+    with pytest.raises(ValueError, match="complex"):
+        Value(-2.0) ** 0.5
+    assert isinstance((U(-2.0) ** 0.5).data, complex)
+    # numpy arrays are not operands
+    with pytest.raises(TypeError):
+        Value(1.0) + np.array([1.0, 2.0])
+    assert isinstance((U(1.0) + np.array([1.0, 2.0])).data, np.ndarray)
+    # no __dict__, no weak references
+    with pytest.raises(AttributeError):
+        Value(1.0).foo = 1
+    with pytest.raises(TypeError):
+        weakref.ref(Value(1.0))
+    # a neuron refuses the wrong number of inputs; upstream's zip drops the extra weight
+    with pytest.raises(ValueError, match="3 and 2"):
+        nn.Neuron(3)([1.0, 2.0])
+    UpstreamNeuron(3)([1.0, 2.0])
+    # fused neurons: one ReLU(dot) node
+    out = nn.Neuron(2)([1.0, 2.0])
+    assert out._op == "ReLU(dot)" and len(out._prev) == 5
+    # repeated backward: the leaves gain once more here, more than that upstream
+    grads = {}
+    for V in (Value, U):
+        x = V(0.5)
+        h = x * x
+        y = h * h
+        y.backward()
+        y.backward()
+        grads[V] = x.grad
+    assert grads[Value] == 2 * 4 * 0.5 ** 3 and grads[U] > grads[Value]
+    # copies and pickles keep data, grad and label, not the graph
+    import pickle
+    y = Value(2.0, label="y") * 3.0
+    y.label = "y"
+    y.backward()
+    for c in (copy.copy(y), copy.deepcopy(y), pickle.loads(pickle.dumps(y))):
+        assert (c.data, c.grad, c.label, c._prev, c._op) == (6.0, 1.0, "y", set(), "")
+    # _backward cannot be assigned; Layer.neurons is a tuple
+    with pytest.raises(AttributeError):
+        y._backward = lambda: None
+    assert type(nn.Layer(2, 3).neurons) is tuple
