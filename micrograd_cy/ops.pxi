@@ -20,7 +20,6 @@ cdef enum Err:
     ERR_GIVEN
 
 
-
 cdef int _raise(int err) except -1:
     if err == ERR_DIV_ZERO:
         raise ZeroDivisionError("float division by zero")
@@ -315,8 +314,8 @@ cdef inline void _dot_bwd(PyObject* node, double g, _Mode* m) noexcept:
         _give(kids[2 * n], g, m)
 
 # -- GIVEN: Value(data, _children, _op, grads=(d0, d1, ...)) built by hand: the user gave the
-#    value and d(node)/d(child i) = d_i, kept as doubles after the n children (build.pxi:
-#    _given_grads); never on the tape, like CUSTOM. Nothing recomputes it.
+#    value and d(node)/d(child i) = d_i, which Value.__init__ keeps as doubles right after the
+#    n children in the node's array; never on the tape, like CUSTOM. Nothing recomputes it.
 cdef inline double* _given_grads(PyObject* node) noexcept:
     return <double*>((<Value>node)._s.kids + (<Value>node)._n)
 
