@@ -114,10 +114,18 @@ def test_the_type_stub_matches_the_compiled_value():
             signature = inspect.signature(getattr(engine.Value, name))
         except (ValueError, TypeError):
             continue  # a property, or a slot wrapper without a text signature
+        if name.startswith("__") and name.endswith("__"):
+            # a slot (__add__...): CPython names its parameters (3.13 gives them text
+            # signatures, `(self, object, /)`), so only their number is ours to match
+            assert len(signature.parameters) == len(params), (name, signature, params)
+            continue
         assert list(signature.parameters) == params, (name, signature, params)
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(sys.version_info >= (3, 13), strict=True,
+                   reason="on CPython 3.13 Cython's coverage plugin reports no line of "
+                          "engine.pyx from the tracing build: open, see the README")
 def test_coverage_sees_inside_the_engine_on_the_tracing_build(tmp_path):
     """The README's coverage command: the tracing build, then coverage with Cython's plugin,
     reports lines of engine.pyx and the .pxi files it includes."""
