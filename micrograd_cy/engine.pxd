@@ -41,6 +41,7 @@ cdef class _Aux:
     cdef Py_ssize_t ntopo
     cdef unsigned long long zeroed_at  # _grads_written when the interior grads were last zeroed
     cdef bint marked           # just built: the ordering's marks are still on the nodes
+    cdef bint given            # the order holds a GIVEN node: forward() refuses it
 
 
 cdef union _Slot:

@@ -330,6 +330,10 @@ cdef _Aux _cached_order(Value root):
     if aux.topo == NULL:
         aux.ntopo = _order(&first, 1, &aux.topo)
         aux.marked = True
+        for n in range(aux.ntopo):  # hand-built graphs only: a GIVEN node is never on the tape
+            if (<Value>aux.topo[n])._opcode == GIVEN:
+                aux.given = True
+                break
     aux.zeroed_at = _grads_written
     return aux
 
@@ -361,6 +365,11 @@ cdef int _forward_cached(_Aux order) except -1:
     cdef PyObject** topo = order.topo
     cdef bint fresh = order.marked  # the first pass over a new order clears its marks
     order.marked = False
+    if order.given:  # nothing recomputes a GIVEN node (ops.pxi): refuse before any change
+        if fresh:
+            for i in range(order.ntopo):
+                _unmark(topo[i])
+        _raise(ERR_GIVEN)
     # kernel: begin
     for i in range(order.ntopo):
         if i + PREFETCH < order.ntopo:

@@ -80,6 +80,11 @@ def test_every_op_is_in_every_place_an_op_needs():
     assert set(engine._OP_NAMES) == set(range(len(ops))), "an op has no name for Value._op"
     for op in ops[2:]:
         name = op.lower()
+        assert f"cdef inline void _{name}_bwd(" in rules, f"{op}: no chain rule"
+        assert f"_{name}_bwd(node, g, m)" in backprop, f"{op}: _backprop does not call it"
+        if op == "GIVEN":  # its value was given: forward() refuses it up front (order.pxi)
+            assert "order.given" in (source / "order.pxi").read_text()
+            continue
         assert f"cdef inline int _{name}_fwd(" in rules, f"{op}: no forward rule"
         assert f"cdef inline void _{name}_bwd(" in rules, f"{op}: no chain rule"
         assert f"_{name}_fwd(" in forward, f"{op}: the forward dispatch does not call it"
