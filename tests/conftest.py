@@ -1,6 +1,10 @@
 import importlib.util
 import math
 import os
+import subprocess
+import sys
+import tempfile
+import textwrap
 
 import micrograd.engine
 import pytest
@@ -92,3 +96,12 @@ def path(request):
 def ValueImpl(request):
     """The suite runs on both engines: what holds for upstream holds for ours."""
     return request.param
+
+
+def run_probe(code):
+    """Run code in a fresh interpreter; a crash there fails the test instead of killing it.
+    (From a neutral folder: in the clone, `-c` would import the unbuilt source folder.)"""
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                         text=True, timeout=120, cwd=tempfile.gettempdir())
+    assert out.returncode == 0, f"exit {out.returncode}\n{out.stdout}\n{out.stderr[-3000:]}"
+    return out.stdout

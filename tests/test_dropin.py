@@ -1,24 +1,21 @@
 """Drop-in under micrograd's names: install_as_micrograd() refuses to come too late, and
 upstream's own nn.py stays reachable after it. Each probe runs in a fresh interpreter, since
 what they test is the state of sys.modules."""
-import subprocess
-import sys
-import tempfile
-import textwrap
+import math
+import pickle
 
+import micrograd.engine
+import pytest
 
-def probe(code):
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                         text=True, timeout=120, cwd=tempfile.gettempdir())
-    assert out.returncode == 0, f"exit {out.returncode}\n{out.stdout}\n{out.stderr[-3000:]}"
-    return out.stdout
+from conftest import close, readme_example, run_probe
+from micrograd_cy import Value
 
 
 def test_installing_after_micrograd_was_imported_raises_and_says_to_call_it_first():
     # upstream's Value already bound here would nest inside ours: Value(data=Value(...))
     for early in ["import micrograd", "from micrograd.engine import Value",
                   "from micrograd.nn import MLP"]:
-        out = probe(f"""
+        out = run_probe(f"""
             {early}
             import sys, micrograd_cy
             before = dict(sys.modules)
@@ -34,7 +31,7 @@ def test_installing_after_micrograd_was_imported_raises_and_says_to_call_it_firs
 
 
 def test_installing_first_works_and_again_changes_nothing():
-    out = probe("""
+    out = run_probe("""
         import micrograd_cy
         micrograd_cy.install_as_micrograd()
         from micrograd.engine import Value
@@ -49,7 +46,7 @@ def test_installing_first_works_and_again_changes_nothing():
 
 
 def test_upstream_nn_is_upstreams_file_even_after_install():
-    out = probe("""
+    out = run_probe("""
         import os, micrograd_cy
         micrograd_cy.install_as_micrograd()
         from micrograd_cy import demo, engine
@@ -64,16 +61,6 @@ def test_upstream_nn_is_upstreams_file_even_after_install():
 
 
 # -- the lecture's step-by-step backward, against upstream micrograd --------------------------
-
-import math  # noqa: E402
-import pickle  # noqa: E402
-
-import micrograd.engine  # noqa: E402
-import pytest  # noqa: E402
-
-from conftest import close, readme_example  # noqa: E402
-from micrograd_cy import Value  # noqa: E402
-
 
 def lecture_neuron(V, act):
     """The lecture's neuron, node by node (its labels left out: upstream's package has none)."""

@@ -4,24 +4,12 @@ later call in the process. Each test here failed on the engine before it was reb
 import math
 import numbers
 import operator
-import subprocess
-import sys
-import tempfile
-import textwrap
 import threading
 
 import pytest
 
+from conftest import run_probe
 from micrograd_cy import Value, engine
-
-
-def run_probe(code):
-    """Run code in a fresh interpreter; a crash there fails this test instead of killing it.
-    (From a neutral folder: in the clone, `-c` would import the unbuilt source folder.)"""
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                         text=True, timeout=120, cwd=tempfile.gettempdir())
-    assert out.returncode == 0, f"exit {out.returncode}\n{out.stdout}\n{out.stderr[-3000:]}"
-    return out.stdout
 
 
 # -- 1. every method and property refuses a self that is not a Value -------------------------
