@@ -70,8 +70,8 @@ cdef class _ChainRule:
     def __call__(self):
         # No _grads_written bump needed: it adds node.grad times a local derivative, and a
         # nonzero interior grad was written by backward() or the grad setter, which bump it.
-        cdef _Adding adding
-        _backprop(<PyObject*>self.node, &adding)
+        cdef PyObject* node = <PyObject*>self.node
+        _backprop_order(&node, 1, False)  # an order of one node (order.pxi: _backward)
         _debug_check()
 
     def __repr__(self):

@@ -268,15 +268,15 @@ cdef void _backprop_order(PyObject** topo, Py_ssize_t n, bint unmark) noexcept:
     # kernel: end
 
 
-cdef int _finish_depth_first(Py_ssize_t lo, Py_ssize_t top) except -1:
+cdef Py_ssize_t _order_rest(Py_ssize_t lo, Py_ssize_t top, PyObject*** out) except -1:
     """backward() where the walk handed over at lo: order the nodes it reached and did not
-    visit, and all below them, depth-first, and apply the chain rule from there. Their
-    grads keep what the visited nodes gave them; the interior nodes below start at 0."""
+    visit, and all below them, depth-first, into *out (the caller applies the chain rule
+    over it, then frees it). Their grads keep what the visited nodes gave them; the interior
+    nodes below start at 0."""
     global _handovers
     cdef Py_ssize_t i, n = _take_reached(lo, top, NULL, False), norder
     cdef PyObject** roots = <PyObject**>_alloc(max(n, 1) * sizeof(PyObject*))
     cdef double* grads = <double*>_alloc(max(n, 1) * sizeof(double))
-    cdef PyObject** topo
     if roots == NULL or grads == NULL:
         PyMem_Free(roots)
         PyMem_Free(grads)
@@ -287,15 +287,13 @@ cdef int _finish_depth_first(Py_ssize_t lo, Py_ssize_t top) except -1:
     for i in range(n):
         grads[i] = _gradp(roots[i])[0]
     try:
-        norder = _order(roots, n, &topo)
+        norder = _order(roots, n, out)
         for i in range(n):  # _order zeroed them, as interior nodes
             _gradp(roots[i])[0] = grads[i]
     finally:
         PyMem_Free(roots)
         PyMem_Free(grads)
-    _backprop_order(topo, norder, True)
-    PyMem_Free(topo)
-    return 0
+    return norder
 
 
 # Counts every event after which interior grads may not be zero: each backward(), and a
@@ -338,9 +336,10 @@ cdef _Aux _cached_order(Value root):
     return aux
 
 
-cdef void _backward_cached(Value root, _Aux order) noexcept:
-    """backward() over root's cached order: interior grads restart at zero, so a second
-    backward() adds to the leaves only once."""
+cdef bint _start_cached(Value root, _Aux order) noexcept:
+    """backward() over root's cached order, before the chain rule runs: interior grads
+    restart at zero, so a second backward() adds to the leaves only once. Returns whether
+    the order's marks are still on its nodes (a new order: the pass clears them)."""
     cdef Py_ssize_t i
     cdef PyObject** topo = order.topo
     cdef bint fresh = order.marked  # the first pass over a new order clears its marks
@@ -354,8 +353,7 @@ cdef void _backward_cached(Value root, _Aux order) noexcept:
                 _gradp(topo[i])[0] = 0.0
     # kernel: end
     root._grad = 1.0
-    # go one node at a time, parents before children, and apply the chain rule
-    _backprop_order(topo, order.ntopo, fresh)
+    return fresh
 
 
 cdef int _forward_cached(_Aux order) except -1:
@@ -394,15 +392,28 @@ cdef int _forward_cached(_Aux order) except -1:
 cdef int _backward(Value root) except -1:
     """Set every node's grad to d(root)/d(node); leaves accumulate (+=)."""
     global _grads_written
-    cdef Py_ssize_t top, stop
+    cdef Py_ssize_t top = -1, stop, n
+    cdef PyObject** topo
+    cdef PyObject** made = NULL  # an order made for this call only
+    cdef bint unmark
+    cdef _Aux order
     try:
         if root._aux is None or root._aux.topo == NULL:
             top = _tape_index(root)
-            if top >= 0:  # a graph not replayed: one walk down the tape, nothing kept
-                if _walk(root, top, NULL, &stop) < 0:
-                    _finish_depth_first(stop, top)
+        if top >= 0:  # a graph not replayed: one walk down the tape, nothing kept...
+            if _walk(root, top, NULL, &stop) >= 0:
                 return 0
-        _backward_cached(root, _cached_order(root))
+            n = _order_rest(stop, top, &made)  # ...unless it handed over to a search
+            topo, unmark = made, True
+        else:
+            order = _cached_order(root)
+            unmark = _start_cached(root, order)
+            topo, n = order.topo, order.ntopo
+        # go one node at a time, parents before children, and apply the chain rule. This and
+        # _ChainRule's are the only calls of _backprop_order: with a third, the C compiler
+        # stopped inlining _backprop into its loop (a call a node: backward() 10% slower)
+        _backprop_order(topo, n, unmark)
+        PyMem_Free(made)
     finally:
         _grads_written += 1
     return 0

@@ -50,7 +50,7 @@ def scores(tmp_path_factory):
 def test_kernel_regions_exist():
     text = "\n".join(line for path in SOURCES for n, line in enumerate(path.read_text().splitlines(), 1)
                      if n in kernel_lines(path.read_text()))
-    for name in ["cdef int _eval(", "cdef inline void _backprop(", "cdef inline int _eval2(", "while sp:",
+    for name in ["cdef inline int _eval(", "cdef inline void _backprop(", "cdef inline int _eval2(", "while sp:",
                  "cdef inline void _give(", "_backprop(topo[i], ", "_backprop(node, &walk)",
                  "cdef inline PyObject* _next_reached(", "cdef inline void _mul_bwd(",
                  "cdef inline int _dot_fwd(", "err = _eval(topo[i])"]:
