@@ -65,7 +65,7 @@ cdef inline Value _leaf(double d):
 cdef inline object _coerce(object x):
     """x as a Value, or None when x is not a real number."""
     cdef double d
-    if type(x) is Value:
+    if type(x) is Value or isinstance(x, Value):
         return x
     if _real(x, &d):
         return _leaf(d)
@@ -136,6 +136,13 @@ cdef Value _leaf_of(object x):
     return _leaf(d)
 
 
+cdef Value _as_value(object x):
+    """x itself if it is a Value (a subclass's instance too), else x as a leaf (_leaf_of)."""
+    if isinstance(x, Value):
+        return <Value>x
+    return _leaf_of(x)
+
+
 cdef Value _dot(object w, object x, object bias, bint relu):
     """The DOT node of w and x, two results of PySequence_Fast, plus bias if not None."""
     cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(w)
@@ -151,7 +158,7 @@ cdef Value _dot(object w, object x, object bias, bint relu):
     kid_flags |= _set_kids(out, x, 0)
     cdef Value b
     if bias is not None:
-        b = <Value>bias if type(bias) is Value else _leaf_of(bias)
+        b = <Value>bias if type(bias) is Value else _as_value(bias)
         _ready(b)
         Py_INCREF(b)
         out._s.kids[out._n] = <PyObject*>b
@@ -193,7 +200,10 @@ cdef int _set_kids(Value out, object items, Py_ssize_t extra) except -1:
             dst[i] = o
         else:
             out._n = owned + i  # counted before any Python code runs
-            v = _leaf_of(<object>o)  # may run Python code (a __float__)...
+            v = _as_value(<object>o)  # may run Python code (a __float__)...
+            f = (<Value>v)._flags  # a subclass's instance may be off the tape, or unready
+            every &= f
+            some |= f
             Py_INCREF(v)
             dst[i] = <PyObject*>v
             out._n += 1

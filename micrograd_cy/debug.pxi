@@ -62,7 +62,7 @@ cdef str _violation():
                 return f"slab {si}, slot {i}: op {(<Value>o)._opcode} with flags {_flagsp(o)[0]}"
             kids = _children(o)
             for k in range((<Value>o)._n):
-                if Py_TYPE(kids[k]) != <PyTypeObject*>Value or Py_REFCNT(kids[k]) <= 0:
+                if Py_REFCNT(kids[k]) <= 0 or not isinstance(<object>kids[k], Value):
                     return f"slab {si}, slot {i}: child {k} is not a live Value"
                 if _flagsp(kids[k])[0] & IN_SLAB and _slot_free(kids[k]):
                     return f"slab {si}, slot {i}: child {k} sits in a free slot"

@@ -121,14 +121,17 @@ def _use_depth_first(bint on):
     return was
 
 
-def _restore(data, grad, label):
-    """Unpickle a Value: a leaf with the same data, grad and label."""
-    v = Value(data, label=label)
+def _restore(data, grad, label, cls=Value):
+    """Unpickle a Value: a leaf with the same data, grad and label (of class cls, a subclass
+    of Value, whose own __init__ is not called: pickle restores its __dict__ after)."""
+    if not (isinstance(cls, type) and issubclass(cls, Value)):
+        raise TypeError(f"cannot restore a Value as {cls!r}")
+    cdef Value v = cls.__new__(cls)
+    Value.__init__(v, data, label=label)
     v.grad = grad
     return v
 
 
-@cython.final
 @cython.no_gc
 @cython.binding(False)  # methods are C method descriptors: they refuse a self that is not a Value
 cdef class Value:
@@ -154,7 +157,7 @@ Stores a single scalar value and its gradient."""
             raise ValueError(f"grads= gives d(node)/d(child) for each child: {len(local)} "
                              f"numbers for {n} children")
         for c in children:
-            if type(c) is not Value:
+            if not isinstance(c, Value):
                 raise TypeError(f"_children must hold Values, not {type(c).__name__!r}")
             _ready(c)  # itself, or a Value still being built, would make a cycle
         if n:
@@ -224,7 +227,8 @@ Stores a single scalar value and its gradient."""
     def _backward(self, value):
         raise AttributeError(
             "a Value's _backward cannot be assigned: each op's chain rule runs in C. Build a new op "
-            "from existing ones (a.exp(), a ** 2, Value.dot...), whose rules backward() chains")
+            "from its local derivatives instead, e.g. Value(math.sin(x.data), (x,), 'sin', "
+            "grads=(math.cos(x.data),)), or from existing ops (README: Adding your own op)")
 
     @_backward.deleter
     def _backward(self):
@@ -257,8 +261,12 @@ Stores a single scalar value and its gradient."""
         return f"Value(data={self._data}, grad={self._grad})"
 
     def __reduce__(self):
-        # a pickled Value is a leaf: its graph history is not kept
-        return (_restore, (self._data, self._grad, self.label))
+        # a pickled Value is a leaf: its graph history is not kept; a subclass's instance
+        # comes back as its class, with its __dict__
+        if type(self) is Value:
+            return (_restore, (self._data, self._grad, self.label))
+        return (_restore, (self._data, self._grad, self.label, type(self)),
+                getattr(self, "__dict__", None) or None)
 
     # -- operators ------------------------------------------------------------
 
@@ -362,7 +370,7 @@ Stores a single scalar value and its gradient."""
         """
         cdef Py_ssize_t j, m
         rows = tuple(weights)  # a snapshot: converting numbers may run code that edits lists
-        x = [v if type(v) is Value else _leaf_of(v)
+        x = [v if type(v) is Value else _as_value(v)
              for v in PySequence_Fast(inputs, "Value.matvec() takes a sequence of inputs")]
         m = len(rows)
         if biases is not None:

@@ -117,6 +117,12 @@ cdef inline void _release(PyObject* child) noexcept:
     if Py_REFCNT(child) > 1:
         _decref(child)  # someone else still holds it: no dealloc here
         return
+    if Py_TYPE(child) != <PyTypeObject*>Value:
+        # a subclass's instance: its type's dealloc (CPython's subtype_dealloc) must run,
+        # to untrack it from the GC, clear its __dict__ and release its type; it calls
+        # ours, whose children join _pending (a level of C recursion for each such node)
+        _decref(child)
+        return
     if _npending == _cap_pending and _grow(<void**>&_pending, &_cap_pending,
                                            sizeof(PyObject*), 1024) < 0:
         _decref(child)  # out of memory: recurse, as a GC-less type would

@@ -143,7 +143,7 @@ def test_a_leaf_or_hand_built_nodes_backward_does_nothing_and_none_can_be_assign
     a._backward()
     hand._backward()
     assert a.grad == 0.0 and hand.grad == 5.0
-    with pytest.raises(AttributeError, match="cannot be assigned.*Build a new op"):
+    with pytest.raises(AttributeError, match="cannot be assigned.*grads="):
         hand._backward = lambda: None
     with pytest.raises(AttributeError):
         del hand._backward
@@ -264,6 +264,134 @@ def test_a_grad_whose_float_reenters_the_engine_cannot_break_the_node():
 
 
 # -- the README's differences, each as written ------------------------------------------------
+
+# -- subclasses: new methods on a Value of one's own; ops give plain Values, as upstream's ----
+
+class SinValue(Value):
+    """A micrograd user's extension: a subclass with a method of its own."""
+
+    def sin(self):
+        return Value(math.sin(self.data), (self,), "sin", grads=(math.cos(self.data),))
+
+
+class UpstreamSinValue(micrograd.engine.Value):
+    def sin(self):
+        return upstream_sin(self)
+
+
+def test_a_subclass_with_an_op_of_its_own_matches_upstreams_subclass():
+    grads = {}
+    for V in (SinValue, UpstreamSinValue):
+        a, b = V(0.7), V(-0.4)
+        h = a.sin() * b + a          # ops on instances of the subclass...
+        assert type(h) is V.__mro__[1]  # ...give the base class's Values, upstream too
+        out = (h * a.sin()).relu() + b.sin() ** 2 - h * b
+        out.backward()
+        grads[V] = (out.data, a.grad, b.grad)
+    for ours, theirs in zip(grads[SinValue], grads[UpstreamSinValue]):
+        assert close(ours, theirs), grads
+
+
+def test_subclass_instances_are_values_to_every_op():
+    def build(V):
+        a, b, c = V(0.5), V(-1.5), V(2.0)
+        hand = V(a.data * b.data, (a, b), "hand", grads=(b.data, a.data))
+        d = Value.dot([a, b, 0.5], [hand, c, c], V(0.25), relu=False)
+        m = Value.matvec([[a, b], [c, hand]], [hand, c], [b, 1.0])
+        out = d * sum(m) + c ** a + 2.0 / b - hand.relu() + (3.0 - a).exp()
+        out.backward()
+        return [out.data] + [v.grad for v in (a, b, c, hand)]
+
+    plain, sub = build(Value), build(SinValue)
+    assert plain == sub  # the same nodes, in the same order: bit for bit
+
+
+def test_a_hand_built_subclass_node_takes_a_dot_off_the_tape():
+    # without it, backward() walks the tape past the dot's child the tape never held
+    for V in (Value, SinValue):
+        x = V(0.3)
+        s = SinValue(math.sin(x.data), (x,), "sin", grads=(math.cos(x.data),))
+        out = Value.dot([V(2.0)], [s])
+        out.backward()
+        assert close(x.grad, 2.0 * math.cos(0.3)), (V, x.grad)
+
+
+def test_plain_values_stay_slab_nodes_and_subclass_instances_get_python_habits():
+    import sys
+    import weakref
+
+    import gc
+    s = SinValue(1.0, label="s")
+    assert sys.getsizeof(Value(1.0)) == 64 and sys.getsizeof(s * 2) == 64
+    assert isinstance(s, Value) and s.label == "s"
+    s.note = "kept"  # a __dict__ and weak references, as any Python class
+    r = weakref.ref(s)
+    s.me = s  # a cycle through its __dict__: the collector frees it
+    del s
+    gc.collect()
+    assert r() is None
+    s = SinValue(1.0)
+    s.out = s * 2.0  # through a node's children, which the collector does not see: kept
+    r = weakref.ref(s)
+    del s
+    gc.collect()
+    assert r() is not None  # as the README says
+
+
+class Tagged(Value):
+    pass
+
+
+def test_subclass_instances_pickle_and_copy_as_their_class():
+    import copy
+
+    t = Tagged(2.5, label="t")
+    t.grad, t.tag = 0.5, ["a"]
+    for c in (pickle.loads(pickle.dumps(t)), copy.copy(t), copy.deepcopy(t)):
+        assert type(c) is Tagged and (c.data, c.grad, c.label, c.tag) == (2.5, 0.5, "t", ["a"])
+    assert type(pickle.loads(pickle.dumps(Value(1.0)))) is Value
+    from micrograd_cy.engine import _restore
+    with pytest.raises(TypeError, match="cannot restore"):
+        _restore(1.0, 0.0, "", int)
+
+
+def test_subclass_instances_free_through_their_type():
+    # a node that holds the last reference to a subclass's instance must free it through
+    # CPython's subtype dealloc: freed as a plain node, its __del__ never runs, its __dict__
+    # leaks and a weak reference to it is left pointing at freed memory
+    out = run_probe("""
+        import gc, weakref
+        from micrograd_cy import Value
+        from micrograd_cy.engine import _check_invariants
+        log = []
+        class Payload:
+            pass
+        class Sub(Value):
+            def __del__(self):
+                log.append("del")
+                Value(1.0) * 2.0  # Python code, even the engine's, while a graph is freed
+        for _ in range(3):
+            x = Sub(1.0)
+            x.payload = Payload()
+            dead, payload = weakref.ref(x), weakref.ref(x.payload)
+            y = (x * 2.0).tanh() + x
+            del x
+            gc.collect()
+            assert dead() is not None  # y holds it
+            del y  # the last reference to x goes with y's children
+            assert dead() is None and payload() is None, (dead, payload)
+        assert log == ["del"] * 3, log
+        chain = Sub(0.0)
+        for i in range(100_000):  # a chain of hand-built subclass nodes, freed from the top
+            chain = Sub(chain.data + 1.0, (chain,), "inc", grads=(1.0,))
+        chain.backward()
+        del chain
+        gc.collect()
+        assert len(log) == 100_004, len(log)
+        print("ok", _check_invariants())
+    """)
+    assert out.strip() == "ok None", out
+
 
 def test_the_differences_are_as_the_readme_says():
     import copy
