@@ -1,6 +1,6 @@
 # Types of the compiled engine (micrograd_cy/engine.pyx), for editors and type checkers.
 # tests/test_build.py checks these names and signatures against the compiled module.
-from typing import Callable, Iterable, Optional, Sequence, SupportsFloat, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, SupportsFloat, Union
 
 Number = Union[int, float, SupportsFloat]
 Operand = Union["Value", Number]
@@ -49,3 +49,6 @@ class Value:
     @staticmethod
     def matvec(weights: Iterable[Sequence[Operand]], inputs: Sequence[Operand],
                biases: Iterable[Operand] | None = None, relu: bool = False) -> list[Value]: ...
+    @staticmethod
+    def evaluate(outputs: Value | Sequence[Value], inputs: Value | Sequence[Value],
+                 rows: Iterable[Iterable[Number]] | Iterable[Number]) -> Any: ...  # a numpy array

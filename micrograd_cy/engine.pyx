@@ -14,6 +14,7 @@ includes, one each (docs/architecture.md):
   memory.pxi  slabs, the tape, freeing
   order.pxi   the walks that order a graph and run the rules over it
   build.pxi   numbers and sequences from Python into nodes
+  batch.pxi   a graph evaluated on many rows of inputs in one call
   debug.pxi   the debug build's invariant checks and failing allocations
 """
 cimport cython
@@ -47,6 +48,7 @@ include "ops.pxi"
 include "memory.pxi"
 include "order.pxi"
 include "build.pxi"
+include "batch.pxi"
 include "debug.pxi"
 
 
@@ -385,6 +387,21 @@ Stores a single scalar value and its gradient."""
         return out
 
     # -- the graph as a whole --------------------------------------------------
+
+    @staticmethod
+    def evaluate(outputs, inputs, rows):
+        """The outputs' data for each row of input values, in one call: a numpy array.
+
+        outputs: a Value, or a sequence of Values; inputs: a sequence of leaves of their
+        graph; rows: N rows of len(inputs) numbers (a list of lists, or an N x k array).
+        Returns an array of N numbers for one output Value, else of shape N x len(outputs).
+        The graph is built once (e.g. out = model(x) on leaves x) and evaluated in C for
+        every row; no gradients. After it, every node's data is computed from the inputs'
+        own values and interior grads are 0, as after forward().
+        """
+        result = _evaluate(outputs, inputs, rows)
+        _debug_check()
+        return result
 
     def backward(self):
         """Set every node's grad to d(self)/d(node); leaves accumulate (+=)."""

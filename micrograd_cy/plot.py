@@ -6,6 +6,7 @@ confusion matrix.
 """
 import numpy as np
 
+from micrograd_cy.engine import Value
 from micrograd_cy.train import sizes
 
 
@@ -40,16 +41,18 @@ def _decision_boundary(ax, model, dataset):
     xs = np.linspace(X[:, 0].min() - pad, X[:, 0].max() + pad, 160)
     ys = np.linspace(X[:, 1].min() - pad, X[:, 1].max() + pad, 160)
     xx, yy = np.meshgrid(xs, ys)
-    points = np.c_[xx.ravel(), yy.ravel()].tolist()
+    points = np.c_[xx.ravel(), yy.ravel()]
+    # the model's graph on leaves, built once and evaluated on every grid point in C
+    inputs = [Value(0.0) for _ in range(X.shape[1])]
+    scores = Value.evaluate(model(inputs), inputs, points)
     point_palette = ["#3182bd", "#e6550d", "#31a354", "#756bb1", "#de2d26"]
     if dataset.classes == 2:
-        zz = np.array([model(p).data > 0 for p in points], dtype=float)
+        zz = (scores > 0).astype(float)
         colors, levels = ["#c6dbef", "#fdd0a2"], [-0.5, 0.5, 1.5]
         labels = (y > 0).astype(int)  # -1/+1 as class 0/1
         names = ["class -1", "class +1"]
     else:
-        zz = np.array([max(range(dataset.classes), key=lambda k: out[k].data)
-                       for out in map(model, points)], dtype=float)
+        zz = np.argmax(scores, axis=1).astype(float)  # the first of equal scores, as max()
         colors = ["#c6dbef", "#fdd0a2", "#c7e9c0", "#dadaeb", "#fcbba1"][:dataset.classes]
         levels = np.arange(dataset.classes + 1) - 0.5
         labels = y

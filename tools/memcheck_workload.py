@@ -184,12 +184,42 @@ def training(steps):
     pickle.loads(pickle.dumps(model))
 
 
+def batch_and_subclass():
+    """Value.evaluate over rows (and its refusals), and a subclass's instances in a graph."""
+    random.seed(1)
+    model = nn.MLP(2, [6, 6, 3])
+    x = [Value(0.0), Value(0.0)]
+    outs = model(x)
+    rows = [[random.uniform(-2, 2), random.uniform(-2, 2)] for _ in range(200)]
+    Value.evaluate(outs, x, rows)
+    Value.evaluate(outs[0], x, [])
+    for bad in ([[1.0]], [["a", 1.0]], [[float("nan"), 1.0]]):
+        try:
+            Value.evaluate(outs, x, bad)
+        except (TypeError, ValueError):
+            pass
+    a = Value(0.5)
+    try:
+        Value.evaluate(a.log(), [a], [[1.0], [-1.0]])  # a row the graph cannot take
+    except ValueError:
+        pass
+
+    class Sub(Value):
+        pass
+    s = Sub(1.5)
+    s.attr = [1, 2]
+    y = (s * 2.0).tanh() + Value.dot([s, 1.0], [Sub(0.5, (s,), "h", grads=(1.0,)), s])
+    y.backward()
+    del s, y
+
+
 def main(scale=1):
     for _ in range(scale):
         ops()
         errors()
         edited_while_read()
         hand_over_and_hostile()
+        batch_and_subclass()
     deep_and_wide(20000 * scale)
     training(5 * scale)
     print("workload done")
