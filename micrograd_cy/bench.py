@@ -29,7 +29,14 @@ CONFIGS = {
     "native": ("micrograd_cy nn + fused loss", 30),
     "replay": ("micrograd_cy, graph replayed", 30),
     "floats": ("floor: upstream nn.py's forward on floats", 15),
+    "notebook": ("demo.ipynb's code, install_as_micrograd()", 15),
+    "notebook-floats": ("floor: its forward on floats, our nn's shape", 15),
+    "torch": ("PyTorch, batched float64, 1 thread", 30),
+    "jax": ("JAX, jit(value_and_grad), float64", 30),
+    "batch": ("Value.evaluate, 25,600 rows, forward", 5),
+    "torch-batch": ("PyTorch no_grad, the same 25,600 rows", 5),
 }
+PEERS = ("torch", "jax", "torch-batch")  # engines of others: run when installed
 ROUNDS = 5  # this machine kind runs at one speed or half of it for seconds at a time
 
 TARGETS = [  # (config, column, op, bound, what); the reference graph is upstream's, 65,818 nodes
@@ -40,6 +47,9 @@ TARGETS = [  # (config, column, op, bound, what); the reference graph is upstrea
     ("dropin-replay", "bwd_ns", "<=", 10, "backward <= 10 ns/node, reference graph, cached order"),
     ("dropin", "bwd_ns", "<=", 10, "backward <= 10 ns/node, reference graph, ordering included"),
     ("dropin", "bytes", "<=", 96, "<= 96 bytes/node, reference graph"),
+    ("replay", "vs_jax", ">=", 1.25, "replay >= 1.25x JAX jit"),
+    ("notebook", "vs_torch", ">=", 1.0, "demo.ipynb's code >= PyTorch batched"),
+    ("batch", "step", "<=", 0.2, "decision-boundary grid (25,600 rows) < 0.2 s"),
 ]
 
 
@@ -52,6 +62,12 @@ def _engine(config):
     from micrograd_cy import engine, nn
     if config.startswith("dropin"):
         return demo.upstream_nn(engine), engine.Value, demo.svm_loss
+    if config == "notebook":  # as demo.ipynb runs after install_as_micrograd()
+        import micrograd_cy
+        micrograd_cy.install_as_micrograd()
+        import micrograd.engine
+        import micrograd.nn
+        return micrograd.nn, micrograd.engine.Value, demo.svm_loss
     return nn, engine.Value, demo.svm_loss_fused
 
 
@@ -137,10 +153,186 @@ def _run_floats(steps):
             "step": times[1:], "fwd": times[1:], "bwd": [0.0] * (steps - 1)}
 
 
+def _run_notebook_floats(steps):
+    """The floor of the notebook row: its loss's forward on floats, each neuron as our nn
+    computes it (bias + w[0]*x[0] + ..., folded left) with Python's fastest float idiom."""
+    import operator
+    import random
+
+    from micrograd_cy import nn
+    X, y = demo.moons()
+    random.seed(1337)
+    layers = [[([p.data for p in n.w], n.b.data, n.nonlin) for n in layer.neurons]
+              for layer in nn.MLP(2, [16, 16, 1]).layers]
+    params = [p for layer in layers for w, b, _ in layer for p in w + [b]]
+    mul = operator.mul
+
+    def model(x):
+        for layer in layers:
+            x = [_relu(sum(map(mul, w, x), b)) if nonlin else sum(map(mul, w, x), b)
+                 for w, b, nonlin in layer]
+        return x[0]
+
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        scores = list(map(model, [list(map(float, xrow)) for xrow in X]))
+        losses = [_relu(1 + -yi*scorei) for yi, scorei in zip(y, scores)]
+        loss = sum(losses) * (1.0 / len(losses)) + 1e-4 * sum(p*p for p in params)
+        times.append(time.perf_counter() - t0)
+    return {"config": "notebook-floats", "losses": [float(loss)], "nodes": None, "bytes": None,
+            "step": times[1:], "fwd": times[1:], "bwd": [0.0] * (steps - 1)}
+
+
+def _initial_arrays():
+    """The demo's MLP(2, [16, 16, 1]) initial parameters (seed 1337) as numpy arrays, (W, b)
+    a layer, and the moons data: what the batched engines start from."""
+    import random
+
+    import numpy as np
+
+    from micrograd_cy import nn
+    X, y = demo.moons()
+    random.seed(1337)
+    model = nn.MLP(2, [16, 16, 1])
+    layers = [(np.array([[p.data for p in n.w] for n in layer.neurons]),
+               np.array([n.b.data for n in layer.neurons])) for layer in model.layers]
+    return model, layers, X, y.astype(np.float64)
+
+
+def _run_peer(config, steps):
+    """The demo step on another engine, batched over the 100 samples, float64: PyTorch
+    (autograd, one thread) or JAX (one jit of value_and_grad and the SGD update)."""
+    _, layers, X, y = _initial_arrays()
+    times = {"step": [], "fwd": [], "bwd": []}
+    losses = []
+    if config == "torch":
+        import torch
+        torch.set_num_threads(1)
+        Xt, yt = torch.tensor(X), torch.tensor(y)
+        params = [torch.tensor(a, requires_grad=True) for pair in layers for a in pair]
+
+        for k in range(steps):
+            t0 = time.perf_counter()
+            h = Xt
+            for i in range(0, len(params), 2):
+                h = h @ params[i].T + params[i + 1]
+                if i + 2 < len(params):
+                    h = torch.relu(h)
+            loss = torch.relu(1 - yt * h[:, 0]).mean() + 1e-4 * sum((p * p).sum() for p in params)
+            t1 = time.perf_counter()
+            for p in params:
+                p.grad = None
+            t2 = time.perf_counter()
+            loss.backward()
+            t3 = time.perf_counter()
+            with torch.no_grad():
+                learning_rate = 1.0 - 0.9 * k / demo.STEPS
+                for p in params:
+                    p -= learning_rate * p.grad
+            t4 = time.perf_counter()
+            losses.append(loss.item())
+            times["step"].append(t4 - t0)
+            times["fwd"].append(t1 - t0)
+            times["bwd"].append(t3 - t2)
+    else:
+        import jax
+        import jax.numpy as jnp
+        jax.config.update("jax_enable_x64", True)
+        jax.config.update("jax_platforms", "cpu")
+        Xj, yj = jnp.asarray(X), jnp.asarray(y)
+        params = [jnp.asarray(a) for pair in layers for a in pair]
+
+        def loss_of(params):
+            h = Xj
+            for i in range(0, len(params), 2):
+                h = h @ params[i].T + params[i + 1]
+                if i + 2 < len(params):
+                    h = jax.nn.relu(h)
+            return jax.nn.relu(1 - yj * h[:, 0]).mean() + 1e-4 * sum((p * p).sum() for p in params)
+
+        @jax.jit
+        def step(params, learning_rate):
+            loss, grads = jax.value_and_grad(loss_of)(params)
+            return loss, [p - learning_rate * g for p, g in zip(params, grads)]
+
+        step(params, 1.0)[0].block_until_ready()  # compiled before the clock starts
+        for k in range(steps):
+            t0 = time.perf_counter()
+            loss, params = step(params, 1.0 - 0.9 * k / demo.STEPS)
+            loss.block_until_ready()
+            t1 = time.perf_counter()
+            losses.append(float(loss))
+            times["step"].append(t1 - t0)
+            times["fwd"].append(t1 - t0)
+            times["bwd"].append(0.0)
+    return {"config": config, "losses": losses, "nodes": None, "bytes": None,
+            **{k: v[1:] for k, v in times.items()}}
+
+
+def _grid(X, n=160):
+    """The decision-boundary plot's grid (micrograd-cy train --plot): n x n points."""
+    import numpy as np
+    xs = np.linspace(X[:, 0].min() - 0.5, X[:, 0].max() + 0.5, n)
+    ys = np.linspace(X[:, 1].min() - 0.5, X[:, 1].max() + 0.5, n)
+    xx, yy = np.meshgrid(xs, ys)
+    return np.c_[xx.ravel(), yy.ravel()]
+
+
+def _run_batch(config, steps):
+    """The model's scores on the plot's 25,600 grid points, forward only: Value.evaluate on
+    a graph built once, or PyTorch under no_grad. Its loss: the demo's first, from the
+    scores of the 100 samples evaluated the same way."""
+    import numpy as np
+    model, layers, X, y = _initial_arrays()
+    grid = _grid(X)
+    alpha = 1e-4
+    reg = alpha * sum(p.data * p.data for p in model.parameters())
+    if config == "batch":
+        from micrograd_cy import Value
+        x = [Value(0.0), Value(0.0)]
+        out = model(x)
+
+        def scores(rows):
+            return Value.evaluate(out, x, rows)
+    else:
+        import torch
+        torch.set_num_threads(1)
+        weights = [(torch.tensor(W), torch.tensor(b)) for W, b in layers]
+
+        def scores(rows):
+            with torch.no_grad():
+                h = torch.tensor(rows)
+                for i, (W, b) in enumerate(weights):
+                    h = h @ W.T + b
+                    if i + 1 < len(weights):
+                        h = torch.relu(h)
+                return h[:, 0].numpy()
+    losses = [max(0.0, 1 - yi * si) for yi, si in zip(y.tolist(), scores(X).tolist())]
+    loss = sum(losses) * (1.0 / len(losses)) + reg
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        scores(grid)
+        times.append(time.perf_counter() - t0)
+    return {"config": config, "losses": [loss], "nodes": None, "bytes": None, "rows": len(grid),
+            "step": times[1:], "fwd": times[1:], "bwd": [0.0] * (steps - 1)}
+
+
 def run_worker(config, steps, memory=True):
     """Train `steps` steps in this process; return timings, losses and (with memory) graph sizes."""
+    if config in PEERS:
+        missing = _missing(config)
+        if missing:
+            return {"config": config, "skipped": missing}
     if config == "floats":
         return _run_floats(steps)
+    if config == "notebook-floats":
+        return _run_notebook_floats(steps)
+    if config in ("torch", "jax"):
+        return _run_peer(config, steps)
+    if config in ("batch", "torch-batch"):
+        return _run_batch(config, steps)
     if config == "crowd":
         return _small_backward()
     nn, Value, loss_fn = _engine(config)
@@ -170,7 +362,7 @@ def run_worker(config, steps, memory=True):
         total_loss.backward()
         t3 = time.perf_counter()
         learning_rate = 1.0 - 0.9 * k / demo.STEPS
-        for p in params:
+        for p in (model.parameters() if config == "notebook" else params):  # as the notebook
             p.data -= learning_rate * p.grad
         t4 = time.perf_counter()
         losses.append(float(total_loss.data))
@@ -180,6 +372,15 @@ def run_worker(config, steps, memory=True):
     warm = slice(1, None) if steps > 1 else slice(None)  # the first step warms caches up
     return {"config": config, "losses": losses, "nodes": nodes, "bytes": bytes_per_node,
             **{k: v[warm] for k, v in times.items()}}
+
+
+def _missing(config):
+    """Why a peer's row cannot run here ('' when it can)."""
+    import importlib.util
+    module = "jax" if config == "jax" else "torch"
+    if importlib.util.find_spec(module) is None:
+        return f"{module} is not installed (pip install {module}{'[cpu]' if module == 'jax' else ''})"
+    return ""
 
 
 def _small_backward(repeats=5000, crowd=1_000_000):
@@ -226,14 +427,21 @@ def machine():
             f"{platform.system()} {platform.machine()}")
 
 
-def run(configs, scale=1.0, rounds=ROUNDS, echo=print):
-    """Run every configuration `rounds` times, taking turns; per-step medians over all."""
+def run(configs, scale=1.0, rounds=ROUNDS, echo=print, skipped=None):
+    """Run every configuration `rounds` times, taking turns; per-step medians over all.
+    A peer that is not installed is left out, its reason put in `skipped` (a dict)."""
     results = {}
+    skipped = {} if skipped is None else skipped
     for r in range(rounds):
         for c in configs:
+            if c in skipped:
+                continue
             steps = max(2, round(CONFIGS[c][1] * scale))
             echo(f"  round {r + 1}/{rounds}: {c} ({steps} steps)...", file=sys.stderr)
             one = _spawn(c, steps, memory=r == 0)
+            if "skipped" in one:
+                skipped[c] = one["skipped"]
+                continue
             if c not in results:
                 results[c] = one
             else:
@@ -245,19 +453,32 @@ def run(configs, scale=1.0, rounds=ROUNDS, echo=print):
             r[k] = statistics.median(r[k])
     base = results.get("upstream")
     nogc = results.get("upstream-nogc")
-    for r in results.values():
-        r["vs_upstream"] = base["step"] / r["step"] if base else math.nan
-        r["vs_nogc"] = nogc["step"] / r["step"] if nogc else math.nan
+    torch, jax = results.get("torch"), results.get("jax")
+    for c, r in results.items():
+        batch = c in ("batch", "torch-batch")  # another unit: a grid's rows, not a step
+        r["vs_upstream"] = base["step"] / r["step"] if base and not batch else math.nan
+        r["vs_nogc"] = nogc["step"] / r["step"] if nogc and not batch else math.nan
+        r["vs_torch"] = torch["step"] / r["step"] if torch and not batch else math.nan
+        r["vs_jax"] = jax["step"] / r["step"] if jax and not batch else math.nan
         r["fwd_ns"] = r["fwd"] / r["nodes"] * 1e9 if r["nodes"] else math.nan
         r["bwd_ns"] = r["bwd"] / r["nodes"] * 1e9 if r["nodes"] else math.nan
+    if "batch" in results and "torch-batch" in results:  # the batch rows against each other
+        for c in ("batch", "torch-batch"):
+            results[c]["vs_torch"] = results["torch-batch"]["step"] / results[c]["step"]
     return results
 
 
+FIRST_LOSS_ONLY = PEERS + ("jax", "batch")  # batched float sums: their later steps drift apart
+
+
 def same_losses(results, rel=1e-9):
-    """Every configuration's loss at each step it ran agrees with every other's."""
+    """Every configuration's loss at each step it ran agrees with every other's (the
+    batched engines' first loss only: they sum in another order, and steps compound it)."""
     runs = list(results.values())
     for r in runs[1:]:
         n = min(len(r["losses"]), len(runs[0]["losses"]))
+        if r["config"] in FIRST_LOSS_ONLY or runs[0]["config"] in FIRST_LOSS_ONLY:
+            n = 1
         for a, b in zip(r["losses"][:n], runs[0]["losses"][:n]):
             if not math.isclose(a, b, rel_tol=rel):
                 return False
@@ -266,18 +487,21 @@ def same_losses(results, rel=1e-9):
 
 def table(results):
     head = (f"| {'configuration':42} | {'step ms':>9} | {'vs upstream':>11} | {'vs no-GC':>9} | "
+            f"{'vs torch':>8} | {'vs JAX':>6} | "
             f"{'fwd ns/node':>11} | {'bwd ns/node':>11} | {'B/node':>6} | {'nodes':>6} |")
     rule = "|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|"
     lines = [head, rule]
     for c, r in results.items():
         up = "-" if math.isnan(r["vs_upstream"]) else f"{r['vs_upstream']:.0f}x"
         nogc = "-" if math.isnan(r["vs_nogc"]) else f"{r['vs_nogc']:.1f}x"
+        torch = "-" if math.isnan(r["vs_torch"]) else f"{r['vs_torch']:.2f}x"
+        jax = "-" if math.isnan(r["vs_jax"]) else f"{r['vs_jax']:.2f}x"
         if r["nodes"]:
             per_node = f"{r['fwd_ns']:11.1f} | {r['bwd_ns']:11.1f} | {r['bytes']:6.0f} | {r['nodes']:6d}"
         else:  # no graph
             per_node = f"{'-':>11} | {'-':>11} | {'-':>6} | {'-':>6}"
-        lines.append(f"| {CONFIGS[c][0]:42} | {r['step'] * 1e3:9.2f} | {up:>11} | {nogc:>9} | "
-                     f"{per_node} |")
+        lines.append(f"| {CONFIGS[c][0]:42} | {r['step'] * 1e3:9.3f} | {up:>11} | {nogc:>9} | "
+                     f"{torch:>8} | {jax:>6} | {per_node} |")
     return "\n".join(lines)
 
 
@@ -321,14 +545,22 @@ def main(argv=None):
     print(f"micrograd's moons demo step (MLP(2, [16, 16, 1]), 100 samples): medians over "
           f"{args.rounds} interleaved rounds")
     print(f"machine: {machine()}")
-    results = run(configs, args.scale, args.rounds)
+    skipped = {}
+    results = run(configs, args.scale, args.rounds, skipped=skipped)
     print(table(results))
+    for c, why in skipped.items():
+        print(f"skipped: {CONFIGS[c][0]}: {why}")
+    for c in ("batch", "torch-batch"):
+        if c in results:
+            r = results[c]
+            print(f"{CONFIGS[c][0]}: {r['rows'] / r['step']:,.0f} rows/s"
+                  + (f" ({r['vs_torch']:.2f}x PyTorch no_grad)" if not math.isnan(r["vs_torch"]) else ""))
     agree = same_losses(results)
     print(f"losses: {'every configuration gives the same loss at every step' if agree else 'DIFFER'}"
           f" (relative 1e-9; first step {next(iter(results.values()))['losses'][0]:.12f})")
     targets = check_targets(results)
     for what, value, met in targets:
-        print(f"target {'met    ' if met else 'NOT met'}: {what} (measured {value:.1f})")
+        print(f"target {'met    ' if met else 'NOT met'}: {what} (measured {value:.3g})")
     if "floats" in results:
         f = results["floats"]
         ratios = [f"{f[k]:.{d}f}x {name}" for k, d, name in [("vs_upstream", 0, "upstream as shipped"),

@@ -161,6 +161,38 @@ def test_bench_runs_side_by_side(capsys, tmp_path, monkeypatch):
     assert results["replay"]["step"] < results["dropin"]["step"]
 
 
+@pytest.mark.torch
+def test_bench_rows_of_peers_notebook_and_batch_reach_the_same_first_loss(capsys, tmp_path, torch):
+    code = cli.main(["bench", "--configs", "notebook,notebook-floats,torch,batch,torch-batch",
+                     "--scale", "0.2", "--rounds", "1", "--json", str(tmp_path / "bench.json")])
+    out = capsys.readouterr().out
+    assert code == 0 and "every configuration gives the same loss" in out, out
+    for words in ["vs torch", "demo.ipynb's code, install_as_micrograd()",
+                  "rows/s (", "target met    : decision-boundary grid"]:
+        assert words in out, (words, out)
+    results = json.loads((tmp_path / "bench.json").read_text())["results"]
+    first = results["torch"]["losses"][0]
+    for c in ("notebook", "notebook-floats", "batch", "torch-batch"):
+        assert results[c]["losses"][0] == pytest.approx(first, rel=1e-12), c
+    assert results["batch"]["rows"] == 25_600
+    assert results["torch"]["vs_torch"] == 1.0
+
+
+def test_bench_leaves_out_a_peer_that_is_not_installed_and_says_why(monkeypatch, capsys):
+    import importlib.util
+
+    from micrograd_cy import bench
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "jax" else real(name, *a))
+    assert bench._missing("jax") == "jax is not installed (pip install jax[cpu])"
+    assert bench.run_worker("jax", 3) == {"config": "jax", "skipped": bench._missing("jax")}
+    monkeypatch.setattr(bench, "_spawn", lambda c, steps, memory: bench.run_worker(c, steps, memory))
+    skipped = {}
+    results = bench.run(["jax", "floats"], scale=0.2, rounds=2, echo=lambda *a, **k: None,
+                        skipped=skipped)
+    assert list(results) == ["floats"] and list(skipped) == ["jax"]
+
+
 def micrograd_cy_command(*argv, cwd):
     """The command as a newcomer types it (python -m micrograd_cy, from another folder)."""
     return subprocess.run([sys.executable, "-m", "micrograd_cy", *argv], capture_output=True,
