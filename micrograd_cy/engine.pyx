@@ -15,6 +15,7 @@ includes, one each (docs/architecture.md):
   order.pxi   the walks that order a graph and run the rules over it
   build.pxi   numbers and sequences from Python into nodes
   batch.pxi   a graph evaluated on many rows of inputs in one call
+  optim.pxi   the SGD update and zero_grad over the parameters, in C
   debug.pxi   the debug build's invariant checks and failing allocations
 """
 cimport cython
@@ -49,6 +50,7 @@ include "memory.pxi"
 include "order.pxi"
 include "build.pxi"
 include "batch.pxi"
+include "optim.pxi"
 include "debug.pxi"
 
 

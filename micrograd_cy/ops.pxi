@@ -49,6 +49,9 @@ cdef inline double _val(PyObject* node) noexcept:
 cdef inline double* _gradp(PyObject* node) noexcept:
     return &(<Value>node)._grad
 
+cdef inline double* _datap(PyObject* node) noexcept:
+    return &(<Value>node)._data
+
 cdef inline unsigned char* _flagsp(PyObject* node) noexcept:
     return &(<Value>node)._flags
 
