@@ -31,7 +31,7 @@ CONFIGS = {
     "replay-sgd": ("the same, optim.SGD's step in C", 30),
     "floats": ("floor: upstream nn.py's forward on floats", 15),
     "notebook": ("demo.ipynb's code, install_as_micrograd()", 15),
-    "notebook-floats": ("floor: its forward on floats, our nn's shape", 15),
+    "notebook-floats": ("floats: its forward alone, our nn's shape", 15),
     "torch": ("PyTorch, batched float64, 1 thread", 30),
     "jax": ("JAX, jit(value_and_grad), float64", 30),
     "batch": ("Value.evaluate, 25,600 rows, forward", 5),
@@ -455,9 +455,11 @@ def run(configs, scale=1.0, rounds=ROUNDS, echo=print, skipped=None):
                 continue
             if c not in results:
                 results[c] = one
+                one["round_steps"] = []
             else:
                 for k in ("step", "fwd", "bwd"):
                     results[c][k] += one[k]
+            results[c]["round_steps"].append(statistics.median(one["step"]))
     for r in results.values():
         r["steps"] = len(r["step"])
         for k in ("step", "fwd", "bwd"):
@@ -497,7 +499,7 @@ def same_losses(results, rel=1e-9):
 
 
 def table(results):
-    head = (f"| {'configuration':42} | {'step ms':>9} | {'vs upstream':>11} | {'vs no-GC':>9} | "
+    head = (f"| {'configuration':44} | {'step ms':>9} | {'rounds ms':>15} | {'vs upstream':>11} | {'vs no-GC':>9} | "
             f"{'vs torch':>8} | {'vs JAX':>6} | "
             f"{'fwd ns/node':>11} | {'bwd ns/node':>11} | {'B/node':>6} | {'nodes':>6} |")
     rule = "|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|"
@@ -511,8 +513,10 @@ def table(results):
             per_node = f"{r['fwd_ns']:11.1f} | {r['bwd_ns']:11.1f} | {r['bytes']:6.0f} | {r['nodes']:6d}"
         else:  # no graph
             per_node = f"{'-':>11} | {'-':>11} | {'-':>6} | {'-':>6}"
-        lines.append(f"| {CONFIGS[c][0]:42} | {r['step'] * 1e3:9.3f} | {up:>11} | {nogc:>9} | "
-                     f"{torch:>8} | {jax:>6} | {per_node} |")
+        rounds = r.get("round_steps") or [r["step"]]  # each round's median: the spread
+        spread = f"{min(rounds) * 1e3:.3f}-{max(rounds) * 1e3:.3f}"
+        lines.append(f"| {CONFIGS[c][0]:44} | {r['step'] * 1e3:9.3f} | {spread:>15} | {up:>11} | "
+                     f"{nogc:>9} | {torch:>8} | {jax:>6} | {per_node} |")
     return "\n".join(lines)
 
 

@@ -167,7 +167,7 @@ def test_bench_rows_of_peers_notebook_and_batch_reach_the_same_first_loss(capsys
                      "--scale", "0.2", "--rounds", "1", "--json", str(tmp_path / "bench.json")])
     out = capsys.readouterr().out
     assert code == 0 and "every configuration gives the same loss" in out, out
-    for words in ["vs torch", "demo.ipynb's code, install_as_micrograd()",
+    for words in ["vs torch", "rounds ms", "demo.ipynb's code, install_as_micrograd()",
                   "rows/s (", "target met    : decision-boundary grid"]:
         assert words in out, (words, out)
     results = json.loads((tmp_path / "bench.json").read_text())["results"]
