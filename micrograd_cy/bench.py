@@ -499,7 +499,7 @@ def same_losses(results, rel=1e-9):
 
 
 def table(results):
-    head = (f"| {'configuration':44} | {'step ms':>9} | {'rounds ms':>15} | {'vs upstream':>11} | {'vs no-GC':>9} | "
+    head = (f"| {'configuration':44} | {'step ms':>9} | {'rounds ms':>17} | {'vs upstream':>11} | {'vs no-GC':>9} | "
             f"{'vs torch':>8} | {'vs JAX':>6} | "
             f"{'fwd ns/node':>11} | {'bwd ns/node':>11} | {'B/node':>6} | {'nodes':>6} |")
     rule = "|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|"
@@ -515,7 +515,7 @@ def table(results):
             per_node = f"{'-':>11} | {'-':>11} | {'-':>6} | {'-':>6}"
         rounds = r.get("round_steps") or [r["step"]]  # each round's median: the spread
         spread = f"{min(rounds) * 1e3:.3f}-{max(rounds) * 1e3:.3f}"
-        lines.append(f"| {CONFIGS[c][0]:44} | {r['step'] * 1e3:9.3f} | {spread:>15} | {up:>11} | "
+        lines.append(f"| {CONFIGS[c][0]:44} | {r['step'] * 1e3:9.3f} | {spread:>17} | {up:>11} | "
                      f"{nogc:>9} | {torch:>8} | {jax:>6} | {per_node} |")
     return "\n".join(lines)
 
