@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import close
+from conftest import close, run_probe
 from micrograd_cy import Value, demo, engine, nn
 
 
@@ -60,19 +60,26 @@ def test_ten_million_node_chain_builds_backpropagates_and_frees():
 
 
 def test_a_big_graph_gives_back_all_but_the_slabs_kept_for_reuse():
-    gc.collect()
-    tracemalloc.start()
-    base = tracemalloc.get_traced_memory()[0]
-    x, v = chain(400_000)
-    built = tracemalloc.get_traced_memory()[0] - base
-    del x, v
-    left = tracemalloc.get_traced_memory()[0] - base
-    tracemalloc.stop()
-    # up to 128 slabs of 1,021 nodes may predate tracemalloc.start() and be reused unseen
-    assert built >= (400_000 - 128 * 1021) * 64
+    # in a fresh interpreter: in this one, slabs other tests left with free slots (under
+    # Values they keep, such as parametrize arguments) would be reused unseen by tracemalloc
+    out = run_probe("""
+        import gc, tracemalloc
+        from micrograd_cy import Value
+        gc.collect()
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
+        x = v = Value(0.5)
+        for _ in range(400_000):
+            v = -v  # one node a step
+        built = tracemalloc.get_traced_memory()[0] - base
+        del x, v
+        left = tracemalloc.get_traced_memory()[0] - base
+        print(built, left)
+    """)
+    built, left = map(int, out.split())
+    assert built >= 400_000 * 64  # the nodes (and the tape's room) were seen being built
     # kept for the next graph: 128 empty slabs (8 MB) and the tape's room, up to 1M entries
-    # (8 MB; memory.pxi: _give_back). In the whole suite the tape had grown before
-    # tracemalloc started, so this test passed there and failed alone: the tape counts now.
+    # (8 MB; memory.pxi: _give_back), and change
     assert left <= 128 * 2**16 + 8 * 2**20 + 2**20
     assert left < built - 10 * 2**20  # the other 264 slabs' worth went back
 

@@ -1,7 +1,8 @@
 # engine.c's test file: github.com/yrmo/engine.c, test.py at 337bc49 ("Fix README typos"),
 # MIT License, (c) 2024 Ryan Moore, (c) 2020 Andrej Karpathy: see LICENSE beside this file.
 # Verbatim but for the import of Value, so that it tests micrograd_cy's Value with the API
-# that engine.c (a C drop-in for micrograd's engine) tests its own with.
+# that engine.c (a C drop-in for micrograd's engine) tests its own with. tests/conftest.py
+# marks it `torch` and leaves it out where PyTorch is not installed.
 import torch
 import pytest
 
