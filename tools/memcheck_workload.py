@@ -185,7 +185,7 @@ def training(steps):
 
 
 def batch_and_subclass():
-    """Value.evaluate over rows (and its refusals), and a subclass's instances in a graph."""
+    """Value.evaluate over rows (and its refusals), optim.SGD, and a subclass's instances."""
     random.seed(1)
     model = nn.MLP(2, [6, 6, 3])
     x = [Value(0.0), Value(0.0)]
@@ -203,6 +203,21 @@ def batch_and_subclass():
         Value.evaluate(a.log(), [a], [[1.0], [-1.0]])  # a row the graph cannot take
     except ValueError:
         pass
+
+    from micrograd_cy.optim import SGD
+    opt = SGD(model.parameters(), lr=0.05)
+    loss = Value.sum(model([0.5, -0.5])) * 0.3
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    opt.step(0.01)
+    pickle.loads(pickle.dumps(opt)).step()
+    for bad in ([Value(1.0) * 2.0], [outs[0], outs[0]], [1.0]):
+        try:
+            SGD(bad)
+        except (TypeError, ValueError):
+            pass
+    del opt
 
     class Sub(Value):
         pass
