@@ -374,6 +374,26 @@ def test_valgrind_memcheck_is_clean():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+def test_memcheck_tolerates_only_import_leaks_below_the_engine():
+    import importlib.util
+    import xml.etree.ElementTree as ET
+    path = Path(__file__).resolve().parents[1] / "tools" / "memcheck.py"
+    spec = importlib.util.spec_from_file_location("memcheck", path)
+    memcheck = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(memcheck)
+
+    def error(*fns):
+        frames = "".join(f"<frame><fn>{fn}</fn><obj>{obj}</obj></frame>" for fn, obj in fns)
+        return ET.fromstring(f"<error><kind>Leak_DefinitelyLost</kind><stack>{frames}</stack></error>")
+
+    # an interned string from unmarshalling `numbers`, imported by the engine's module init
+    imported = error(("malloc", "vgpreload"), ("PyUnicode_New", "libpython"), ("r_object", "libpython"),
+                     ("__pyx_pymod_exec_engine", "engine.cpython-313-x86_64-linux-gnu.so"))
+    leaked = error(("malloc", "vgpreload"), ("__pyx_f_12micrograd_cy_6engine__alloc", "engine.so"))
+    assert memcheck.ours(imported) and memcheck.unmarshalled(imported)
+    assert memcheck.ours(leaked) and not memcheck.unmarshalled(leaked)
+
+
 def _workload():
     """tools/memcheck_workload.py, whose hostile numbers these tests share with valgrind's run."""
     import importlib.util
