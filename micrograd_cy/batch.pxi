@@ -67,6 +67,20 @@ cdef object _rows_of(object rows, Py_ssize_t k):
     return np.ascontiguousarray(a)
 
 
+# kernel: begin
+cdef inline int _eval_all(PyObject** topo, Py_ssize_t n) noexcept:
+    """The forward rules over an order; the first Err met (the pass stops there), or OK."""
+    cdef Py_ssize_t i
+    cdef int err
+    for i in range(n):
+        if (<Value>topo[i])._opcode > CUSTOM:
+            err = _eval(topo[i])
+            if err:
+                return err
+    return OK
+# kernel: end
+
+
 cdef object _evaluate(object outputs, object inputs, object rows):
     """Value.evaluate: see there."""
     outs = _values_of(outputs, "outputs")
@@ -88,7 +102,6 @@ cdef object _evaluate(object outputs, object inputs, object rows):
     cdef PyObject** roots = <PyObject**>_alloc(m * sizeof(PyObject*))
     cdef PyObject** inp = <PyObject**>_alloc(k * sizeof(PyObject*))
     cdef double* saved = <double*>_alloc(k * sizeof(double))
-    cdef PyObject* node
     cdef int err = OK
     try:
         if roots == NULL or inp == NULL or saved == NULL:
@@ -115,12 +128,7 @@ cdef object _evaluate(object outputs, object inputs, object rows):
         for r in range(nrows):
             for j in range(k):
                 (<Value>inp[j])._data = A[r, j]
-            for i in range(n):
-                node = topo[i]
-                if (<Value>node)._opcode > CUSTOM:
-                    err = _eval(node)
-                    if err:
-                        break
+            err = _eval_all(topo, n)
             if err:
                 break
             for j in range(m):
@@ -128,9 +136,7 @@ cdef object _evaluate(object outputs, object inputs, object rows):
         # kernel: end
         for j in range(k):  # the graph as forward() leaves it, from the inputs' own values
             (<Value>inp[j])._data = saved[j]
-        for i in range(n):
-            if (<Value>topo[i])._opcode > CUSTOM:
-                _eval(topo[i])
+        _eval_all(topo, n)  # not raised: the call reports a row's error, not the inputs' own
         if err:
             try:
                 _raise(err)

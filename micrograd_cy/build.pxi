@@ -128,19 +128,15 @@ cdef inline object _apply(unsigned char op, object x, object y):
     return _binary(op, a, b)
 
 
-cdef Value _leaf_of(object x):
-    """x, a real number, as a leaf; TypeError for anything else."""
+cdef Value _as_value(object x):
+    """x itself if it is a Value (a subclass's instance too), x as a leaf if it is a real
+    number; TypeError for anything else."""
     cdef double d
+    if isinstance(x, Value):
+        return <Value>x
     if not _real(x, &d):
         raise TypeError(f"expected a Value or a real number, not {type(x).__name__!r}")
     return _leaf(d)
-
-
-cdef Value _as_value(object x):
-    """x itself if it is a Value (a subclass's instance too), else x as a leaf (_leaf_of)."""
-    if isinstance(x, Value):
-        return <Value>x
-    return _leaf_of(x)
 
 
 cdef Value _dot(object w, object x, object bias, bint relu):
