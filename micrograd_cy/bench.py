@@ -10,6 +10,7 @@ import argparse
 import gc
 import json
 import math
+import operator
 import os
 import platform
 import statistics
@@ -137,51 +138,46 @@ def _float_loss(model, X, y, alpha=1e-4):
     return data_loss + reg_loss
 
 
-def _run_floats(steps):
+class _FloatShapedLikeOurs:
+    """Our nn's MLP on plain floats: each neuron as micrograd_cy.nn computes it (bias +
+    w[0]*x[0] + ..., folded left), written with Python's fastest float idiom."""
+
+    def __init__(self, mlp):
+        self.layers = [[([p.data for p in n.w], n.b.data, n.nonlin) for n in layer.neurons]
+                       for layer in mlp.layers]
+        self.params = [p for layer in self.layers for w, b, _ in layer for p in w + [b]]
+
+    def __call__(self, x):
+        mul = operator.mul
+        for layer in self.layers:
+            x = [_relu(sum(map(mul, w, x), b)) if nonlin else sum(map(mul, w, x), b)
+                 for w, b, nonlin in layer]
+        return x[0]
+
+    def parameters(self):
+        return self.params
+
+
+def _run_floats(config, steps):
+    """The demo loss's forward on floats, timed: upstream nn.py's shape (floats, the floor
+    of the drop-in rows) or ours (notebook-floats, beside the notebook row)."""
     import random
 
-    import micrograd.nn
     X, y = demo.moons()
-    random.seed(1337)
-    model = _FloatMLP(micrograd.nn.MLP(2, [16, 16, 1]))  # the same initial parameters
+    random.seed(1337)  # the same initial parameters as every other row
+    if config == "floats":
+        import micrograd.nn
+        model = _FloatMLP(micrograd.nn.MLP(2, [16, 16, 1]))
+    else:
+        from micrograd_cy import nn
+        model = _FloatShapedLikeOurs(nn.MLP(2, [16, 16, 1]))
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
         loss = _float_loss(model, X, y)
         times.append(time.perf_counter() - t0)
     # no gradients, no update: only the first step's loss is the others' first step
-    return {"config": "floats", "losses": [float(loss)], "nodes": None, "bytes": None,
-            "step": times[1:], "fwd": times[1:], "bwd": [0.0] * (steps - 1)}
-
-
-def _run_notebook_floats(steps):
-    """The floor of the notebook row: its loss's forward on floats, each neuron as our nn
-    computes it (bias + w[0]*x[0] + ..., folded left) with Python's fastest float idiom."""
-    import operator
-    import random
-
-    from micrograd_cy import nn
-    X, y = demo.moons()
-    random.seed(1337)
-    layers = [[([p.data for p in n.w], n.b.data, n.nonlin) for n in layer.neurons]
-              for layer in nn.MLP(2, [16, 16, 1]).layers]
-    params = [p for layer in layers for w, b, _ in layer for p in w + [b]]
-    mul = operator.mul
-
-    def model(x):
-        for layer in layers:
-            x = [_relu(sum(map(mul, w, x), b)) if nonlin else sum(map(mul, w, x), b)
-                 for w, b, nonlin in layer]
-        return x[0]
-
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        scores = list(map(model, [list(map(float, xrow)) for xrow in X]))
-        losses = [_relu(1 + -yi*scorei) for yi, scorei in zip(y, scores)]
-        loss = sum(losses) * (1.0 / len(losses)) + 1e-4 * sum(p*p for p in params)
-        times.append(time.perf_counter() - t0)
-    return {"config": "notebook-floats", "losses": [float(loss)], "nodes": None, "bytes": None,
+    return {"config": config, "losses": [float(loss)], "nodes": None, "bytes": None,
             "step": times[1:], "fwd": times[1:], "bwd": [0.0] * (steps - 1)}
 
 
@@ -201,6 +197,22 @@ def _initial_arrays():
     return model, layers, X, y.astype(np.float64)
 
 
+def _batched_scores(h, params, relu):
+    """The MLP's scores for the rows of h, all at once: params is [W0, b0, W1, b1, ...]
+    (arrays or tensors of any library with @ and .T), relu between layers."""
+    for i in range(0, len(params), 2):
+        h = h @ params[i].T + params[i + 1]
+        if i + 2 < len(params):
+            h = relu(h)
+    return h[:, 0]
+
+
+def _batched_loss(X, y, params, relu, alpha=1e-4):
+    """demo.svm_loss, batched: the mean hinge loss plus alpha times the sum of squares."""
+    return relu(1 - y * _batched_scores(X, params, relu)).mean() + \
+        alpha * sum((p * p).sum() for p in params)
+
+
 def _run_peer(config, steps):
     """The demo step on another engine, batched over the 100 samples, float64: PyTorch
     (autograd, one thread) or JAX (one jit of value_and_grad and the SGD update)."""
@@ -215,12 +227,7 @@ def _run_peer(config, steps):
 
         for k in range(steps):
             t0 = time.perf_counter()
-            h = Xt
-            for i in range(0, len(params), 2):
-                h = h @ params[i].T + params[i + 1]
-                if i + 2 < len(params):
-                    h = torch.relu(h)
-            loss = torch.relu(1 - yt * h[:, 0]).mean() + 1e-4 * sum((p * p).sum() for p in params)
+            loss = _batched_loss(Xt, yt, params, torch.relu)
             t1 = time.perf_counter()
             for p in params:
                 p.grad = None
@@ -244,17 +251,9 @@ def _run_peer(config, steps):
         Xj, yj = jnp.asarray(X), jnp.asarray(y)
         params = [jnp.asarray(a) for pair in layers for a in pair]
 
-        def loss_of(params):
-            h = Xj
-            for i in range(0, len(params), 2):
-                h = h @ params[i].T + params[i + 1]
-                if i + 2 < len(params):
-                    h = jax.nn.relu(h)
-            return jax.nn.relu(1 - yj * h[:, 0]).mean() + 1e-4 * sum((p * p).sum() for p in params)
-
         @jax.jit
         def step(params, learning_rate):
-            loss, grads = jax.value_and_grad(loss_of)(params)
+            loss, grads = jax.value_and_grad(_batched_loss, argnums=2)(Xj, yj, params, jax.nn.relu)
             return loss, [p - learning_rate * g for p, g in zip(params, grads)]
 
         step(params, 1.0)[0].block_until_ready()  # compiled before the clock starts
@@ -271,22 +270,13 @@ def _run_peer(config, steps):
             **{k: v[1:] for k, v in times.items()}}
 
 
-def _grid(X, n=160):
-    """The decision-boundary plot's grid (micrograd-cy train --plot): n x n points."""
-    import numpy as np
-    xs = np.linspace(X[:, 0].min() - 0.5, X[:, 0].max() + 0.5, n)
-    ys = np.linspace(X[:, 1].min() - 0.5, X[:, 1].max() + 0.5, n)
-    xx, yy = np.meshgrid(xs, ys)
-    return np.c_[xx.ravel(), yy.ravel()]
-
-
 def _run_batch(config, steps):
     """The model's scores on the plot's 25,600 grid points, forward only: Value.evaluate on
     a graph built once, or PyTorch under no_grad. Its loss: the demo's first, from the
     scores of the 100 samples evaluated the same way."""
-    import numpy as np
+    from micrograd_cy import plot
     model, layers, X, y = _initial_arrays()
-    grid = _grid(X)
+    points = plot.grid(X)[2]  # the plot's grid (micrograd-cy train --plot)
     alpha = 1e-4
     reg = alpha * sum(p.data * p.data for p in model.parameters())
     if config == "batch":
@@ -299,24 +289,19 @@ def _run_batch(config, steps):
     else:
         import torch
         torch.set_num_threads(1)
-        weights = [(torch.tensor(W), torch.tensor(b)) for W, b in layers]
+        weights = [torch.tensor(a) for pair in layers for a in pair]
 
         def scores(rows):
             with torch.no_grad():
-                h = torch.tensor(rows)
-                for i, (W, b) in enumerate(weights):
-                    h = h @ W.T + b
-                    if i + 1 < len(weights):
-                        h = torch.relu(h)
-                return h[:, 0].numpy()
+                return _batched_scores(torch.tensor(rows), weights, torch.relu).numpy()
     losses = [max(0.0, 1 - yi * si) for yi, si in zip(y.tolist(), scores(X).tolist())]
     loss = sum(losses) * (1.0 / len(losses)) + reg
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
-        scores(grid)
+        scores(points)
         times.append(time.perf_counter() - t0)
-    return {"config": config, "losses": [loss], "nodes": None, "bytes": None, "rows": len(grid),
+    return {"config": config, "losses": [loss], "nodes": None, "bytes": None, "rows": len(points),
             "step": times[1:], "fwd": times[1:], "bwd": [0.0] * (steps - 1)}
 
 
@@ -326,10 +311,8 @@ def run_worker(config, steps, memory=True):
         missing = _missing(config)
         if missing:
             return {"config": config, "skipped": missing}
-    if config == "floats":
-        return _run_floats(steps)
-    if config == "notebook-floats":
-        return _run_notebook_floats(steps)
+    if config in ("floats", "notebook-floats"):
+        return _run_floats(config, steps)
     if config in ("torch", "jax"):
         return _run_peer(config, steps)
     if config in ("batch", "torch-batch"):

@@ -35,13 +35,18 @@ def _percent(x):
     return f"{100 * x:.1f}%"
 
 
+def grid(X, n=160, pad=0.5):
+    """The decision boundary's grid over X's two columns, pad beyond the data: xx and yy
+    (n x n, as np.meshgrid) and the n*n points as rows (the benchmark evaluates them too)."""
+    xs = np.linspace(X[:, 0].min() - pad, X[:, 0].max() + pad, n)
+    ys = np.linspace(X[:, 1].min() - pad, X[:, 1].max() + pad, n)
+    xx, yy = np.meshgrid(xs, ys)
+    return xx, yy, np.c_[xx.ravel(), yy.ravel()]
+
+
 def _decision_boundary(ax, model, dataset):
     X, y = dataset.X, dataset.y
-    pad = 0.5
-    xs = np.linspace(X[:, 0].min() - pad, X[:, 0].max() + pad, 160)
-    ys = np.linspace(X[:, 1].min() - pad, X[:, 1].max() + pad, 160)
-    xx, yy = np.meshgrid(xs, ys)
-    points = np.c_[xx.ravel(), yy.ravel()]
+    xx, yy, points = grid(X)
     # the model's graph on leaves, built once and evaluated on every grid point in C
     inputs = [Value(0.0) for _ in range(X.shape[1])]
     scores = Value.evaluate(model(inputs), inputs, points)
@@ -64,8 +69,8 @@ def _decision_boundary(ax, model, dataset):
                    linewidths=0.6, label=name)
     ax.legend(loc="upper right", fontsize=8, framealpha=0.85, title_fontsize=8,
               title="points: true class\nshading: predicted")
-    ax.set_xlim(xs[0], xs[-1])
-    ax.set_ylim(ys[0], ys[-1])
+    ax.set_xlim(xx[0, 0], xx[0, -1])
+    ax.set_ylim(yy[0, 0], yy[-1, 0])
     ax.set_aspect("equal")
     ax.set_title("decision boundary")
     ax.set_xlabel("$x_1$")
