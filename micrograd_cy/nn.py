@@ -88,11 +88,13 @@ class Neuron(Module):
 class Layer(Module):
     """A layer of neurons. `neurons` is a tuple: replace it whole, and the layer notices."""
 
+    _seen = None  # the generation its cache was read at (_read_neurons); None: never read
+
     def __init__(self, nin, nout, **kwargs):
         self.neurons = tuple(Neuron(nin, **kwargs) for _ in range(nout))
 
     def __call__(self, x):
-        if self.__dict__.get("_seen") != _generation:
+        if self._seen != _generation:
             self._read_neurons()
         if self._relu is None:  # neurons differ in nonlinearity: one at a time
             out = [n(x) for n in self.neurons]
@@ -105,8 +107,10 @@ class Layer(Module):
         nonlins = {bool(n.nonlin) for n in self.neurons}
         # written to __dict__ directly: a cache is not a change of structure
         self.__dict__.update(
-            _w=[n.w for n in self.neurons],  # the neurons' own lists: edits to them show
-            _b=[n.b for n in self.neurons],
+            # tuples, which Value.matvec takes without a copy; of the neurons' own lists of
+            # weights, so that edits to those show
+            _w=tuple(n.w for n in self.neurons),
+            _b=tuple(n.b for n in self.neurons),
             _relu=nonlins.pop() if len(nonlins) == 1 else None,
             _seen=seen,
         )
@@ -115,7 +119,10 @@ class Layer(Module):
         return {"neurons": self.neurons}
 
     def parameters(self):
-        return [p for n in self.neurons for p in n.parameters()]
+        params = []
+        for n in self.neurons:
+            params += n.parameters()
+        return params
 
     def _shape(self):
         return [n._shape() for n in self.neurons]
@@ -136,7 +143,10 @@ class MLP(Module):
         return x
 
     def parameters(self):
-        return [p for layer in self.layers for p in layer.parameters()]
+        params = []
+        for layer in self.layers:
+            params += layer.parameters()
+        return params
 
     def _shape(self):
         return [layer._shape() for layer in self.layers]

@@ -70,6 +70,8 @@ def test_layer_sees_changes_to_its_neurons():
     layer.neurons[1].b = engine.Value(5.0)     # a parameter replaced
     layer.neurons[0].w = [engine.Value(1.0)] * 3  # a weight list replaced
     assert [v.data for v in layer(x)] == [n(x).data for n in layer.neurons]
+    layer.neurons[0].w[2] = engine.Value(-3.0)    # a weight replaced inside its list
+    assert [v.data for v in layer(x)] == [n(x).data for n in layer.neurons]
     layer.neurons = layer.neurons[:1]          # the neurons replaced
     assert layer(x).data == layer.neurons[0](x).data
     layer.neurons[0].nonlin = False
