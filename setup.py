@@ -1,8 +1,9 @@
 """Build the compiled engine.
 
 Switches, read here and only here:
-  MICROGRAD_CY_TRACE=1     tracing build (linetrace/profile, CYTHON_TRACE=1) so cProfile,
-                           line_profiler and coverage see inside engine.pyx; slower.
+  MICROGRAD_CY_TRACE=1     tracing build (linetrace/profile, CYTHON_TRACE=1, legacy tracing
+                           hooks on 3.13 too) so cProfile, line_profiler and coverage see
+                           inside engine.pyx; slower.
   MICROGRAD_CY_DEBUG=1     debug build: checks the engine's invariants after every public call
                            and can fail allocations on demand (micrograd_cy/debug.pxi); slower.
   MICROGRAD_CY_ANNOTATE=1  also write Cython's annotated HTML (build/cython/micrograd_cy/engine.html).
@@ -21,6 +22,9 @@ macros = []
 if TRACE:
     directives.update(linetrace=True, profile=True)
     macros.append(("CYTHON_TRACE", "1"))
+    # Cython 3.1+ traces through sys.monitoring on CPython 3.13+, whose events coverage's
+    # Cython plugin never sees (it reported no line of the engine there): the legacy hooks
+    macros.append(("CYTHON_USE_SYS_MONITORING", "0"))
 if DEBUG:
     macros.append(("MGCY_DEBUG", "1"))
 MODE = "-".join(name for name, on in [("tracing", TRACE), ("debug", DEBUG)] if on) or "optimized"

@@ -128,9 +128,6 @@ def test_the_type_stub_matches_the_compiled_value():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(sys.version_info >= (3, 13), strict=True,
-                   reason="on CPython 3.13 Cython's coverage plugin reports no line of "
-                          "engine.pyx from the tracing build: open, see the README")
 def test_coverage_sees_inside_the_engine_on_the_tracing_build(tmp_path):
     """The README's coverage command: the tracing build, then coverage with Cython's plugin,
     reports lines of engine.pyx and the .pxi files it includes."""
