@@ -16,12 +16,28 @@ cdef bint _integral(object x) except -1:
     return isinstance(x, int) or isinstance(x, _Integral)
 
 
+# The last class found to be a numbers.Real, so that its instances (numpy's integers, which
+# the notebook multiplies Values by) skip the ABC check, about 1,000 instructions each. Only a
+# class registered itself is kept: an ABC registration cannot be undone (CPython's own ABC
+# cache keeps such answers too), while an instance can claim a Real __class__ alone.
+cdef object _real_class = None
+
+
 cdef int _real(object x, double* out) except -1:
     """Store x as a double and return 1 if x is a real number, else return 0."""
+    global _real_class
     if type(x) is float:
         out[0] = <double>x
         return 1
-    if isinstance(x, (int, float)) or isinstance(x, _Real) or _numpy_bool(x):
+    if type(x) is _real_class or isinstance(x, (int, float)):
+        out[0] = float(x)
+        return 1
+    if isinstance(x, _Real):
+        if issubclass(type(x), _Real):
+            _real_class = type(x)
+        out[0] = float(x)
+        return 1
+    if _numpy_bool(x):
         out[0] = float(x)
         return 1
     return 0

@@ -269,3 +269,27 @@ def test_deleting_an_attribute_is_an_attribute_error(name):
     with pytest.raises(AttributeError, match=f"{name} cannot be deleted"):
         delattr(v, name)
     assert (v.data, v.grad, v.label) == (1.0, 0.0, "x")
+
+
+# -- numbers: the engine remembers a numbers.Real class, never an instance's claim ---------------
+
+class _ClaimsToBe:
+    """An instance whose __class__ says what it is not: isinstance() believes it."""
+
+    def __init__(self, claimed):
+        self.claimed = claimed
+
+    @property
+    def __class__(self):
+        return self.claimed
+
+    def __float__(self):
+        return 3.0
+
+
+def test_a_real_class_claimed_by_one_instance_is_not_taken_for_the_next():
+    assert (Value(1.0) * _ClaimsToBe(float)).data == 3.0  # a Real by its __class__, as before
+    with pytest.raises(TypeError):  # so the next of its type is judged on its own claim
+        Value(1.0) * _ClaimsToBe(str)
+    with pytest.raises(TypeError):
+        Value(_ClaimsToBe(str))
