@@ -373,19 +373,22 @@ Stores a single scalar value and its gradient."""
         leaves once, shared by every row.
         """
         cdef Py_ssize_t j, m
-        rows = tuple(weights)  # a snapshot: converting numbers may run code that edits lists
+        # snapshots: converting numbers may run code that edits lists
+        cdef tuple rows = tuple(weights)
+        cdef tuple bs = None
+        cdef list out
         x = [v if type(v) is Value else _as_value(v)
              for v in PySequence_Fast(inputs, "Value.matvec() takes a sequence of inputs")]
         m = len(rows)
         if biases is not None:
-            biases = tuple(biases)
-            if PySequence_Fast_GET_SIZE(biases) != m:
+            bs = tuple(biases)
+            if len(bs) != m:
                 raise ValueError(f"Value.matvec() needs one bias per row, got {m} rows and "
-                                 f"{PySequence_Fast_GET_SIZE(biases)} biases")
+                                 f"{len(bs)} biases")
         out = [None] * m
         for j in range(m):
             out[j] = _dot(PySequence_Fast(rows[j], "each row of weights must be a sequence"), x,
-                          None if biases is None else biases[j], relu)
+                          None if bs is None else bs[j], relu)
         return out
 
     # -- the graph as a whole --------------------------------------------------
