@@ -30,17 +30,14 @@ cdef int _real(object x, double* out) except -1:
         out[0] = <double>x
         return 1
     if type(x) is _real_class or isinstance(x, (int, float)):
-        out[0] = float(x)
-        return 1
-    if isinstance(x, _Real):
+        pass
+    elif isinstance(x, _Real):
         if issubclass(type(x), _Real):
             _real_class = type(x)
-        out[0] = float(x)
-        return 1
-    if _numpy_bool(x):
-        out[0] = float(x)
-        return 1
-    return 0
+    elif not _numpy_bool(x):
+        return 0
+    out[0] = float(x)
+    return 1
 
 
 cdef inline bint _numpy_bool(object x) except -1:
