@@ -224,3 +224,97 @@ cdef int _set_kids(Value out, object items, Py_ssize_t extra) except -1:
         for i in range(out._n):
             _ready(<Value>out._s.kids[i])
     return some
+
+
+# ---------------------------------------------------------------------------
+# A whole MLP as one node (Net, for nn.MLP): the weights sit in one PARAMS node, shared by
+# every NET node built from them, and read again only when a neuron's list of weights no
+# longer holds what PARAMS does (ops.pxi: NET and PARAMS).
+
+cdef extern from "Python.h":  # on borrowed pointers: no reference counting, no Python code
+    bint _list_exact "PyList_CheckExact"(PyObject*)
+    bint _tuple_exact "PyTuple_CheckExact"(PyObject*)
+    Py_ssize_t _fast_size "PySequence_Fast_GET_SIZE"(PyObject*)
+    PyObject** _fast_items "PySequence_Fast_ITEMS"(PyObject*)
+    PyObject* _tuple_item "PyTuple_GET_ITEM"(PyObject*, Py_ssize_t)
+
+
+cdef inline Py_ssize_t _slots(Py_ssize_t nbytes) noexcept:
+    """How many child pointers' room nbytes take, after a node's children."""
+    return (nbytes + <Py_ssize_t>sizeof(PyObject*) - 1) // <Py_ssize_t>sizeof(PyObject*)
+
+
+cdef Value _params_node(tuple rows, tuple biases, tuple sizes, tuple relus, Py_ssize_t n0):
+    """The PARAMS node of an MLP with n0 inputs: rows and biases are those of every layer, one
+    after the other, sizes the number of rows of each layer and relus its ReLU flag. Raises as
+    Value.matvec would when the shapes do not chain."""
+    cdef Py_ssize_t L = len(sizes), l, j, r = 0, nin = n0, nout, total = 0, hidden = 0
+    cdef unsigned int* shape
+    cdef int some = 0
+    cdef Value b
+    snapshot = [tuple(row) for row in rows]  # converting numbers may run code that edits lists
+    for l in range(L):
+        nout = sizes[l]
+        for j in range(r, r + nout):
+            if len(snapshot[j]) != nin:
+                raise ValueError(f"a dot product needs as many weights as inputs, got "
+                                 f"{len(snapshot[j])} and {nin}")
+        total += nout * (nin + 1)
+        if l + 1 < L:
+            hidden += nout
+        r += nout
+        nin = nout
+    if total > <Py_ssize_t>0xFFFFFFFF:
+        raise OverflowError("a node takes at most 2**32 - 1 children")
+    out = _new(PARAMS, True)
+    out._s.kids = <PyObject**>_alloc(max(total + _slots((2 * L + 3) * sizeof(unsigned int)), 1)
+                                     * sizeof(PyObject*))
+    if out._s.kids == NULL:
+        raise MemoryError()
+    for j in range(len(rows)):
+        some |= _set_kids(out, snapshot[j], 0)
+        b = _as_value(biases[j])  # may run Python code: out owns what it counted
+        _ready(b)
+        Py_INCREF(b)
+        out._s.kids[out._n] = <PyObject*>b
+        out._n += 1
+        some |= b._flags
+    if some & OFF_TAPE:
+        out._flags |= KID_OFF_TAPE
+    shape = _net_shape(<PyObject*>out)
+    shape[0] = L
+    shape[1] = n0
+    for l in range(L):
+        shape[2 + l] = sizes[l]
+        shape[2 + L + l] = bool(relus[l])
+    shape[2 + 2 * L] = hidden
+    return out
+
+
+cdef bint _params_hold(Value p, tuple rows, tuple biases, Py_ssize_t n0) noexcept:
+    """Whether PARAMS p holds the weights rows and biases hold now, for n0 inputs: the rows
+    are the neurons' own lists, which can change in place. No Python code runs."""
+    cdef PyObject** kids = p._s.kids
+    cdef unsigned int* shape = _net_shape(<PyObject*>p)
+    cdef Py_ssize_t L = shape[0], l, j, i, r = 0, k = 0, nin = n0, nout
+    cdef PyObject** items
+    cdef PyObject* row
+    if shape[1] != n0:
+        return False
+    for l in range(L):
+        nout = shape[2 + l]
+        for j in range(nout):
+            row = _tuple_item(<PyObject*>rows, r)
+            if not (_list_exact(row) or _tuple_exact(row)) or _fast_size(row) != nin:
+                return False
+            items = _fast_items(row)
+            for i in range(nin):
+                if items[i] != kids[k + i]:
+                    return False
+            k += nin
+            if _tuple_item(<PyObject*>biases, r) != kids[k]:
+                return False
+            k += 1
+            r += 1
+        nin = nout
+    return True

@@ -66,7 +66,8 @@ cdef str _violation():
                     return f"slab {si}, slot {i}: child {k} is not a live Value"
                 if _flagsp(kids[k])[0] & IN_SLAB and _slot_free(kids[k]):
                     return f"slab {si}, slot {i}: child {k} sits in a free slot"
-                if _flagsp(o)[0] & ON_TAPE and _flagsp(kids[k])[0] & OFF_TAPE:
+                if _flagsp(o)[0] & ON_TAPE and _flagsp(kids[k])[0] & OFF_TAPE and \
+                        (<Value>kids[k])._opcode != PARAMS:
                     return f"slab {si}, slot {i}: on the tape, with child {k} off it"
     if free_total != _free_total or empty != _empty_slabs:
         return f"slab counts: {free_total} free slots, {empty} empty slabs; " \

@@ -19,12 +19,15 @@ cdef enum Op:
     SUM       # n-ary: sum of _kids
     DOT       # n-ary: kids = w[0..n), x[0..n), optional bias; optionally ReLU'd
     GIVEN     # Value(data, _children, _op, grads=...) built by hand: n-ary, local derivatives given
+    NET       # n-ary: a whole MLP with one output (nn.MLP); kids = x[0..n), then its PARAMS
+    PARAMS    # n-ary: an MLP's weights and biases, for its NET nodes; off the tape, never walked
 
 cdef enum Flag:
     EXPANDED = 1       # EXPANDED and PLACED mark nodes only inside an ordering call
     PLACED = 16
     READY = 2          # built and complete: it may be a child (ops and __init__ refuse others)
     HAS_BIAS = 4       # DOT's last kid is the bias
+    KID_OFF_TAPE = 4   # PARAMS holds a weight off the tape: its NET nodes go off it too
     INT_EXPONENT = 4   # POW's exponent was an int: _op shows '**2', not '**2.0' (POW, not DOT)
     OFF_TAPE = 8       # has children and no entry on the tape: a walk that reaches it hands over
     RELU_OUT = 32      # DOT's result goes through a ReLU: one node for a ReLU neuron

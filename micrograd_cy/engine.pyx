@@ -424,3 +424,75 @@ Stores a single scalar value and its gradient."""
         _forward_cached(_cached_order(self))
         _debug_check()
         return self
+
+
+@cython.final
+@cython.no_gc  # holds tuples of the neurons' lists of Values (see SGD on cycles)
+@cython.binding(False)  # C method descriptors: they refuse a self that is not a Net
+@cython.auto_pickle(False)  # its PARAMS node must never come back as a plain leaf
+cdef class Net:
+    """Net(layers): a multi-layer perceptron with one output, one node a call (for nn.MLP).
+
+    layers: a sequence of (weights, biases, relu), one a layer: weights a sequence of rows
+    (each a sequence of weights, one per input), biases one per row; the last layer has one
+    row. net(x) is the Value that chaining Value.matvec over the layers gives, with the same
+    numbers, data and gradients, as one node (its _op 'mlp', its _prev the inputs and a
+    'params' node holding the weights): no node a neuron. The rows may be lists that change
+    in place: each call checks that they still hold the weights the node reads.
+    """
+    cdef tuple _rows     # every layer's rows, one after the other: the caller's own sequences
+    cdef tuple _biases   # one a row
+    cdef tuple _sizes    # rows a layer
+    cdef tuple _relus    # a flag a layer
+    cdef Value _params   # the PARAMS node of the weights as last read, or None
+
+    def __init__(self, layers):
+        rows, biases, sizes, relus = [], [], [], []
+        for layer in layers:
+            weights, bs, relu = layer
+            weights = tuple(weights)
+            bs = tuple(bs)
+            if len(bs) != len(weights):
+                raise ValueError(f"Net: a layer needs one bias per row, got {len(weights)} rows "
+                                 f"and {len(bs)} biases")
+            rows += weights
+            biases += bs
+            sizes.append(len(weights))
+            relus.append(bool(relu))
+        if not sizes or sizes[len(sizes) - 1] != 1:
+            raise ValueError("Net: the last layer must have exactly one row (one output)")
+        self._rows, self._biases = tuple(rows), tuple(biases)
+        self._sizes, self._relus = tuple(sizes), tuple(relus)
+        self._params = None
+
+    def __call__(self, x):
+        cdef Value p, out
+        cdef Py_ssize_t n0
+        cdef unsigned int hidden
+        cdef int kid_flags
+        if self._rows is None:
+            raise ValueError("a Net made by Net.__new__ has no layers: make it with Net(layers)")
+        items = PySequence_Fast(x, "a Net takes a sequence of inputs")
+        n0 = PySequence_Fast_GET_SIZE(items)
+        p = self._params
+        if p is None or not _params_hold(p, self._rows, self._biases, n0):
+            p = _params_node(self._rows, self._biases, self._sizes, self._relus, n0)
+            self._params = p
+            if PySequence_Fast_GET_SIZE(items) != n0:  # reading the weights ran code that did it
+                raise RuntimeError("the inputs changed size while the weights were read")
+        hidden = _net_shape(<PyObject*>p)[2 + 2 * len(self._sizes)]
+        out = _new(NET, False)  # taken off the tape below if a child is off it
+        out._s.kids = <PyObject**>_alloc((n0 + 1 + _slots(2 * hidden * sizeof(double)))
+                                         * sizeof(PyObject*))
+        if out._s.kids == NULL:
+            raise MemoryError()
+        kid_flags = _set_kids(out, items, 0)  # may run Python code; out owns what it counted
+        Py_INCREF(p)
+        out._s.kids[out._n] = <PyObject*>p
+        out._n += 1
+        if kid_flags & OFF_TAPE or p._flags & KID_OFF_TAPE:
+            _untape(out)
+        return _check(out, _eval(<PyObject*>out))
+
+    def __repr__(self):
+        return f"Net({[len(self._rows[0]) if self._rows else 0] + list(self._sizes or ())})"

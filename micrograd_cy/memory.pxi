@@ -12,7 +12,8 @@
 #     since. _tape_live counts the live nodes with ON_TAPE; when it falls to 0 the tape
 #     empties. Only op-built nodes in slabs are ON_TAPE; a node's children are always
 #     built before it, so they stand below it on the tape (compaction keeps the order),
-#     and each is a leaf or ON_TAPE itself (a node with a child OFF_TAPE is OFF_TAPE).
+#     and each is a leaf or ON_TAPE itself (a node with a child OFF_TAPE is OFF_TAPE), but
+#     for a NET's PARAMS: always OFF_TAPE, and never walked (the NET reaches its weights).
 #   - Marks: no node carries EXPANDED or PLACED (order.pxi sets them only inside a call).
 #   - Freeing: _pending is empty and _draining is false.
 # Every allocation goes through _alloc/_realloc (or the slab mapper), which the debug build

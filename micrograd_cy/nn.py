@@ -3,14 +3,15 @@
 Pure Python on purpose, with micrograd's classes, constructors and reprs. What differs is
 how a forward pass is built, never its numbers: a neuron is one fused node,
 Value.dot(w, x, b, relu), summed in micrograd's order (b + w0*x0 + w1*x1 + ...) and then
-ReLU'd, and a layer evaluates all its neurons in one call, Value.matvec.
+ReLU'd, a layer evaluates all its neurons in one call, Value.matvec, and an MLP with one
+output is one node a call, engine.Net, with the numbers of those neurons' nodes.
 """
 import itertools
 import math
 import numbers
 import random
 
-from micrograd_cy.engine import Value
+from micrograd_cy.engine import Net, Value
 
 # Renewed by every attribute assignment on any module: a layer re-reads its neurons'
 # parameters when it changed since the layer last looked. next() on a count is atomic,
@@ -132,15 +133,43 @@ class Layer(Module):
 
 
 class MLP(Module):
+    """A multi-layer perceptron. `layers` is a tuple: replace it whole, and the MLP notices."""
+
+    _seen = None  # the generation _net was chosen at (_read_layers); None: never
 
     def __init__(self, nin, nouts):
         sz = [nin] + nouts
-        self.layers = [Layer(sz[i], sz[i+1], nonlin=i != len(nouts)-1) for i in range(len(nouts))]
+        self.layers = tuple(Layer(sz[i], sz[i+1], nonlin=i != len(nouts)-1)
+                            for i in range(len(nouts)))
 
     def __call__(self, x):
+        if self._seen != _generation:
+            self._read_layers()
+        if self._net is not None:
+            return self._net(x)
         for layer in self.layers:
             x = layer(x)
         return x
+
+    def _read_layers(self):
+        seen = _generation  # before reading: a change made meanwhile shows next call
+        net = None
+        layers = self.layers
+        # one node a call when layer by layer would be Value.matvec's on each: plain Layers,
+        # each of one nonlinearity, one output at the end and none before (a layer of one
+        # neuron gives a Value, not a list, which the next layer cannot take)
+        if layers and all(type(layer).__call__ is Layer.__call__ for layer in layers):
+            for layer in layers:
+                if layer._seen != _generation:
+                    layer._read_neurons()
+            if (all(layer._relu is not None for layer in layers)
+                    and len(layers[-1]._w) == 1
+                    and all(len(layer._w) != 1 for layer in layers[:-1])):
+                net = Net([(layer._w, layer._b, layer._relu) for layer in layers])
+        self.__dict__.update(_net=net, _seen=seen)  # a cache is not a change of structure
+
+    def __getstate__(self):
+        return {"layers": self.layers}
 
     def parameters(self):
         params = []

@@ -64,7 +64,7 @@ cdef inline PyObject* _b(PyObject* node) noexcept:
     return (<Value>node)._s.b
 
 cdef inline bint _nary(unsigned char op) noexcept:
-    return op == SUM or op == DOT or op == CUSTOM or op == GIVEN
+    return op >= SUM or op == CUSTOM  # SUM, DOT, GIVEN, NET, PARAMS are the last in the enum
 
 cdef inline PyObject** _children(PyObject* node) noexcept:
     """The node's _n children: an array of its own for n-ary ops, else _a and _s.b."""
@@ -332,6 +332,114 @@ cdef inline void _given_bwd(PyObject* node, double g, _Mode* m) noexcept:
     for i in range((<Value>node)._n):
         _give(kids[i], d[i] * g, m)
 
+# -- NET: a multi-layer perceptron with one output, as one node (nn.MLP: Net). kids = the
+#    inputs x[0..n0), then the PARAMS node of its weights, which the node reads and gives to
+#    directly (a walk never meets PARAMS itself); after them, in the same array, the hidden
+#    units' outputs (forward) and their grads (backward), H doubles each. Its numbers are
+#    those of one ReLU'd DOT node a neuron (nn.Layer): each neuron sums b + w0*x0 + w1*x1 + ...
+#    in that order, and backward gives to the weights, the biases and the inputs in the
+#    order a walk of those DOT nodes would (a layer's last neuron first, each neuron's kids
+#    in order), so that the grads are the same to the last bit.
+# -- PARAMS: kids = the weights, layer by layer and neuron by neuron, w[0..nin) then b;
+#    after them its shape as unsigned ints: L, n0, n1, ..., nL (nL = 1), then the L ReLU
+#    flags, then H = n1 + ... + n(L-1). It computes nothing and gives nothing.
+cdef inline unsigned int* _net_shape(PyObject* params) noexcept:
+    return <unsigned int*>((<Value>params)._s.kids + (<Value>params)._n)
+
+cdef inline double* _net_hidden(PyObject* node) noexcept:
+    return <double*>((<Value>node)._s.kids + (<Value>node)._n)
+
+cdef inline PyObject* _net_params(PyObject* node) noexcept:
+    return (<Value>node)._s.kids[(<Value>node)._n - 1]
+
+cdef inline int _net_fwd(PyObject* node, double* out) noexcept:
+    cdef PyObject** x = (<Value>node)._s.kids
+    cdef PyObject* params = _net_params(node)
+    cdef PyObject** w = (<Value>params)._s.kids
+    cdef unsigned int* shape = _net_shape(params)
+    cdef unsigned int L = shape[0], l, j, i, nin, nout
+    cdef double* h = _net_hidden(node)  # this layer's outputs go here...
+    cdef double* prev = NULL            # ...from the last layer's (NULL: from x)
+    cdef double acc
+    for l in range(L):
+        nin = shape[1 + l]
+        nout = shape[2 + l]
+        for j in range(nout):
+            acc = _val(w[nin])
+            if prev == NULL:
+                for i in range(nin):
+                    acc += _val(w[i]) * _val(x[i])
+            else:
+                for i in range(nin):
+                    acc += _val(w[i]) * prev[i]
+            if shape[2 + L + l] and acc < 0.0:
+                acc = 0.0
+            if l + 1 < L:
+                h[j] = acc
+            else:
+                out[0] = acc
+            w += nin + 1
+        prev = h
+        h += nout
+    return OK
+
+cdef inline void _net_bwd(PyObject* node, double g, _Mode* m) noexcept:
+    cdef PyObject** x = (<Value>node)._s.kids
+    cdef PyObject* params = _net_params(node)
+    cdef unsigned int* shape = _net_shape(params)
+    cdef unsigned int L = shape[0], l, j, i, nin, nout, H = shape[2 + 2 * L]
+    cdef PyObject** w = (<Value>params)._s.kids + (<Value>params)._n  # the end of the last layer
+    cdef double* act = _net_hidden(node) + H  # the end of the hidden outputs...
+    cdef double* grad = act + H               # ...and of their grads
+    cdef double* a_in
+    cdef double* g_in
+    cdef PyObject** wj
+    cdef double a, gj
+    l = L
+    while l > 0:
+        l -= 1
+        nin = shape[1 + l]
+        nout = shape[2 + l]
+        w -= nout * (nin + 1)
+        if l > 0:  # the layer's inputs are hidden units: their grads start at 0
+            a_in = act - nin
+            g_in = grad - nin
+            for i in range(nin):
+                g_in[i] = 0.0
+        j = nout
+        while j > 0:
+            j -= 1
+            wj = w + j * (nin + 1)
+            if l + 1 == L:
+                a, gj = (<Value>node)._data, g
+            else:
+                a, gj = act[j], grad[j]
+            if shape[2 + L + l] and a <= 0.0:  # a dead ReLU gives nothing; NaN passes, as RELU
+                for i in range(nin + 1):
+                    _give_none(wj[i], m)
+                if l == 0:
+                    for i in range(nin):
+                        _give_none(x[i], m)
+                continue
+            if l == 0:
+                for i in range(nin):
+                    _give(wj[i], _val(x[i]) * gj, m)
+                    _give(x[i], _val(wj[i]) * gj, m)
+            else:
+                for i in range(nin):
+                    _give(wj[i], a_in[i] * gj, m)
+                    g_in[i] += _val(wj[i]) * gj
+            _give(wj[nin], gj, m)
+        if l > 0:
+            act = a_in
+            grad = g_in
+
+cdef inline int _params_fwd(PyObject* node, double* out) noexcept:
+    return OK  # nothing to compute: NET nodes read the weights
+
+cdef inline void _params_bwd(PyObject* node, double g, _Mode* m) noexcept:
+    pass  # nothing to give: NET nodes give to the weights directly
+
 
 # kernel: end
 
@@ -343,7 +451,7 @@ cdef inline void _given_bwd(PyObject* node, double g, _Mode* m) noexcept:
 # ours for the rest. A hand-built node shows the _op it was given ('' as in micrograd).
 _OP_NAMES = {LEAF: '', CUSTOM: '', ADD: '+', SUB: '-', MUL: '*', DIV: '/', NEG: 'neg',
              POW: '**', POWV: '**', RELU: 'ReLU', TANH: 'tanh', EXP: 'exp', LOG: 'log',
-             SIGMOID: 'sigmoid', SUM: 'sum', DOT: 'dot', GIVEN: ''}
+             SIGMOID: 'sigmoid', SUM: 'sum', DOT: 'dot', GIVEN: '', NET: 'mlp', PARAMS: 'params'}
 
 
 # kernel: begin
@@ -402,6 +510,10 @@ cdef inline int _eval(PyObject* node) noexcept:
         err = _sum_fwd(node, out)
     elif op == DOT:
         err = _dot_fwd(node, out)
+    elif op == NET:
+        err = _net_fwd(node, out)
+    elif op == PARAMS:
+        err = _params_fwd(node, out)
     elif (<Value>node)._n == 2:
         err = _eval2(op, _val(_a(node)), _val(_b(node)), out)
     else:
@@ -454,4 +566,8 @@ cdef inline void _backprop(PyObject* node, _Mode* m) noexcept:
         _dot_bwd(node, g, m)
     elif op == GIVEN:
         _given_bwd(node, g, m)
+    elif op == NET:
+        _net_bwd(node, g, m)
+    elif op == PARAMS:
+        _params_bwd(node, g, m)
 # kernel: end

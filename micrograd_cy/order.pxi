@@ -143,6 +143,19 @@ cdef Py_ssize_t _tape_index(Value root) noexcept:
 
 
 # kernel: begin
+cdef inline void _reach_children(PyObject* node, _Walking* walk) noexcept:
+    """Reach every node node's rule reads: its children, and a NET's weights (its PARAMS,
+    the last child, is off the tape and never walked itself)."""
+    cdef PyObject** kids = _children(node)
+    cdef unsigned int k
+    for k in range((<Value>node)._n):
+        _give_none(kids[k], walk)
+    if (<Value>node)._opcode == NET:
+        kids = (<Value>_net_params(node))._s.kids
+        for k in range((<Value>_net_params(node))._n):
+            _give_none(kids[k], walk)
+
+
 cdef inline PyObject* _next_reached(PyObject** tape, Py_ssize_t* i, Py_ssize_t top,
                                     Py_ssize_t* skipped) noexcept:
     """The next node down the tape from i[0] that the walk has reached, its mark cleared.
@@ -205,9 +218,7 @@ cdef Py_ssize_t _walk(Value root, Py_ssize_t top, PyObject** topo, Py_ssize_t* s
         node = _next_reached(tape, &i, top, &skipped)
         if node == NULL:
             break
-        kids = _children(node)
-        for k in range((<Value>node)._n):
-            _give_none(kids[k], &walk)  # reached, gradient or not: replay needs them all
+        _reach_children(node, &walk)  # reached, gradient or not: replay needs them all
         topo[n] = node
         n += 1
         walk.pending -= 1
@@ -237,20 +248,28 @@ cdef Py_ssize_t _take_reached(Py_ssize_t lo, Py_ssize_t top, PyObject** out, bin
     """
     cdef Py_ssize_t j, n = 0
     cdef PyObject* node
-    cdef PyObject** kids
-    cdef unsigned int k
     for j in range(lo + 1, top + 1):
         node = _tape[j]
         if _slot_free(node):  # stale, and what it pointed to is gone
             continue
-        kids = _children(node)
-        for k in range((<Value>node)._n):
-            if _flagsp(kids[k])[0] & PLACED:
-                if take:
-                    _flagsp(kids[k])[0] &= ~PLACED
-                    if out != NULL:
-                        out[n] = kids[k]
-                n += 1
+        n = _take_placed(_children(node), (<Value>node)._n, out, n, take)
+        if (<Value>node)._opcode == NET:  # and its weights, which it reaches directly
+            node = _net_params(node)
+            n = _take_placed(_children(node), (<Value>node)._n, out, n, take)
+    return n
+
+
+cdef inline Py_ssize_t _take_placed(PyObject** kids, unsigned int nk, PyObject** out,
+                                    Py_ssize_t n, bint take) noexcept:
+    """_take_reached for one node's kids: n plus the PLACED ones among them."""
+    cdef unsigned int k
+    for k in range(nk):
+        if _flagsp(kids[k])[0] & PLACED:
+            if take:
+                _flagsp(kids[k])[0] &= ~PLACED
+                if out != NULL:
+                    out[n] = kids[k]
+            n += 1
     return n
 
 
