@@ -296,8 +296,7 @@ cdef bint _params_hold(Value p, tuple rows, tuple biases, Py_ssize_t n0) noexcep
     are the neurons' own lists, which can change in place. No Python code runs."""
     cdef PyObject** kids = p._s.kids
     cdef unsigned int* shape = _net_shape(<PyObject*>p)
-    cdef Py_ssize_t L = shape[0], l, j, i, r = 0, k = 0, nin = n0, nout
-    cdef PyObject** items
+    cdef Py_ssize_t L = shape[0], l, j, r = 0, k = 0, nin = n0, nout
     cdef PyObject* row
     if shape[1] != n0:
         return False
@@ -307,10 +306,8 @@ cdef bint _params_hold(Value p, tuple rows, tuple biases, Py_ssize_t n0) noexcep
             row = _tuple_item(<PyObject*>rows, r)
             if not (_list_exact(row) or _tuple_exact(row)) or _fast_size(row) != nin:
                 return False
-            items = _fast_items(row)
-            for i in range(nin):
-                if items[i] != kids[k + i]:
-                    return False
+            if memcmp(_fast_items(row), kids + k, nin * sizeof(PyObject*)):
+                return False
             k += nin
             if _tuple_item(<PyObject*>biases, r) != kids[k]:
                 return False

@@ -24,6 +24,7 @@ from cpython.object cimport PyTypeObject
 from cpython.ref cimport Py_INCREF, PyObject
 from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_SIZE, PySequence_Fast_ITEMS
 from libc.math cimport exp, floor, isfinite, isinf, log, pow, tanh
+from libc.string cimport memcmp
 
 import numbers
 

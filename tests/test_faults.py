@@ -108,6 +108,37 @@ def test_fused_nodes_out_of_memory():
 
 
 @debug_only
+def test_an_mlp_node_out_of_memory(torch):
+    """nn.MLP's one node a call (engine.Net): its PARAMS node and its own, each allocation
+    failing in turn; the graph that finally builds gives PyTorch's gradients."""
+    from micrograd_cy import nn
+    made = []
+
+    def build():
+        model = nn.MLP(3, [4, 4, 1])  # a new model: its PARAMS node is built under the failures
+        made.append((model, model([0.5, -1.0, 2.0])))
+    failures = run_failing(build)
+    assert failures > 0
+    model, out = made[-1]
+    assert out._op == "mlp"
+    out.backward()
+    t = [torch.tensor(p.data, dtype=torch.float64, requires_grad=True) for p in model.parameters()]
+    h, k = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64), 0
+    for i, layer in enumerate(model.layers):
+        nin, nout = len(layer.neurons[0].w), len(layer.neurons)
+        z = []
+        for j in range(nout):
+            z.append(torch.stack(t[k:k + nin]) @ h + t[k + nin])
+            k += nin + 1
+        h = torch.stack(z)
+        if i + 1 < len(model.layers):
+            h = torch.relu(h)
+    h[0].backward()
+    assert close(out.data, h[0].item())
+    assert all(close(p.grad, q.grad.item()) for p, q in zip(model.parameters(), t))
+
+
+@debug_only
 def test_the_switch_fails_what_it_says():
     engine._fail_allocations(0)
     try:

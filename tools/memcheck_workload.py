@@ -215,6 +215,31 @@ def optim_and_subclass():
     del s, y
 
 
+def net():
+    """engine.Net (nn.MLP's one node a call): replay, weights replaced and lists emptied while
+    they are read, an interior and a hand-built weight (the depth-first path), wrong calls."""
+    from micrograd_cy.engine import Net
+    random.seed(2)
+    model = nn.MLP(3, [5, 5, 1])
+    out = model([0.5, -1.0, 2.0]) * 2.0
+    out.backward()
+    out.forward().backward()
+    out._prev.pop()._backward()
+    neuron = model.layers[0].neurons[1]
+    neuron.w[0] = Value(0.3) * 2.0
+    model.layers[1].neurons[2].w[4] = Value(0.1, (neuron.w[0],), "h", grads=(1.0,))
+    (model([1.0, Value(2.0) * 0.5, 3.0]) + out).backward()
+    neuron.w[1] = Shrinking(neuron.w)
+    model([1.0, 2.0, 3.0]).backward()
+    for call in [lambda: model([1.0, 2.0, 3.0]), lambda: model([1.0]), lambda: Net.__new__(Net)([1.0]),
+                 lambda: Net.__call__(Value(1.0), [1.0]), lambda: pickle.dumps(Net([([[1.0]], [0.0], True)])),
+                 lambda: Net([([[1.0], [1.0]], [0.0, 0.0], True)])]:
+        try:
+            call()
+        except (TypeError, ValueError):
+            pass
+
+
 def main(scale=1):
     for _ in range(scale):
         ops()
@@ -222,6 +247,7 @@ def main(scale=1):
         edited_while_read()
         hand_over_and_hostile()
         optim_and_subclass()
+        net()
     deep_and_wide(20000 * scale)
     training(5 * scale)
     print("workload done")
