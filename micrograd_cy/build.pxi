@@ -281,6 +281,8 @@ cdef Value _params_node(tuple rows, tuple biases, tuple sizes, tuple relus, Py_s
         some |= b._flags
     if some & OFF_TAPE:
         out._flags |= KID_OFF_TAPE
+    if some & ON_TAPE:
+        out._flags |= KID_ON_TAPE
     shape = _net_shape(<PyObject*>out)
     shape[0] = L
     shape[1] = n0

@@ -32,6 +32,7 @@ cdef enum Flag:
     OFF_TAPE = 8       # has children and no entry on the tape: a walk that reaches it hands over
     RELU_OUT = 32      # DOT's result goes through a ReLU: one node for a ReLU neuron
     INITIALIZED = 32   # LEAF and CUSTOM: __init__ has started, it may not run again (not DOT)
+    KID_ON_TAPE = 32   # PARAMS holds a weight on the tape: a walk must reach it through the NET
     IN_SLAB = 64       # the node lives in one of the engine's slabs, not Python's heap
     ON_TAPE = 128      # the node has an entry on the tape (memory.pxi)
 

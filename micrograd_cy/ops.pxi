@@ -383,9 +383,18 @@ cdef inline int _net_fwd(PyObject* node, double* out) noexcept:
         h += nout
     return OK
 
+cdef inline void _give_weight(PyObject* w, double d, bint walked, _Mode* m) noexcept:
+    """_give to a NET's weight: straight into its grad when no weight of its PARAMS is on
+    the tape, so that a walk has nothing to reach (a leaf's grad adds up, as _give's would)."""
+    if walked:
+        _give(w, d, m)
+    else:
+        _gradp(w)[0] += d
+
 cdef inline void _net_bwd(PyObject* node, double g, _Mode* m) noexcept:
     cdef PyObject** x = (<Value>node)._s.kids
     cdef PyObject* params = _net_params(node)
+    cdef bint walked = (<Value>params)._flags & KID_ON_TAPE
     cdef unsigned int* shape = _net_shape(params)
     cdef unsigned int L = shape[0], l, j, i, nin, nout, H = shape[2 + 2 * L]
     cdef PyObject** w = (<Value>params)._s.kids + (<Value>params)._n  # the end of the last layer
@@ -415,21 +424,22 @@ cdef inline void _net_bwd(PyObject* node, double g, _Mode* m) noexcept:
             else:
                 a, gj = act[j], grad[j]
             if shape[2 + L + l] and a <= 0.0:  # a dead ReLU gives nothing; NaN passes, as RELU
-                for i in range(nin + 1):
-                    _give_none(wj[i], m)
+                if walked:
+                    for i in range(nin + 1):
+                        _give_none(wj[i], m)
                 if l == 0:
                     for i in range(nin):
                         _give_none(x[i], m)
                 continue
             if l == 0:
                 for i in range(nin):
-                    _give(wj[i], _val(x[i]) * gj, m)
+                    _give_weight(wj[i], _val(x[i]) * gj, walked, m)
                     _give(x[i], _val(wj[i]) * gj, m)
             else:
                 for i in range(nin):
-                    _give(wj[i], a_in[i] * gj, m)
+                    _give_weight(wj[i], a_in[i] * gj, walked, m)
                     g_in[i] += _val(wj[i]) * gj
-            _give(wj[nin], gj, m)
+            _give_weight(wj[nin], gj, walked, m)
         if l > 0:
             act = a_in
             grad = g_in
