@@ -16,6 +16,7 @@ cdef enum Op:
     EXP
     LOG
     SIGMOID
+    # n-ary from here on (ops.pxi: _nary), unary and binary ops above
     SUM       # n-ary: sum of _kids
     DOT       # n-ary: kids = w[0..n), x[0..n), optional bias; optionally ReLU'd
     GIVEN     # Value(data, _children, _op, grads=...) built by hand: n-ary, local derivatives given

@@ -52,3 +52,11 @@ class Value:
     @staticmethod
     def evaluate(outputs: Value | Sequence[Value], inputs: Value | Sequence[Value],
                  rows: Iterable[Iterable[Number]] | Iterable[Number]) -> Any: ...  # a numpy array
+
+class Net:
+    """An MLP with one output as one node a call (nn.MLP builds one)."""
+
+    def __init__(self, layers: Iterable[tuple[Sequence[Sequence[Operand]], Sequence[Operand], bool]]
+                 ) -> None: ...
+    def __call__(self, x: Sequence[Operand], /) -> Value: ...
+    def __repr__(self, /) -> str: ...

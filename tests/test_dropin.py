@@ -430,9 +430,14 @@ def test_the_differences_are_as_the_readme_says():
     with pytest.raises(ValueError, match="3 and 2"):
         nn.Neuron(3)([1.0, 2.0])
     UpstreamNeuron(3)([1.0, 2.0])
-    # fused neurons: one ReLU(dot) node
+    # fused neurons: one ReLU(dot) node; an MLP with one output: one 'mlp' node a call, whose
+    # children are the inputs and one 'params' node holding every weight
     out = nn.Neuron(2)([1.0, 2.0])
     assert out._op == "ReLU(dot)" and len(out._prev) == 5
+    model = nn.MLP(2, [3, 1])
+    out = model([1.0, 2.0])
+    params = [k for k in out._prev if k._op == "params"]
+    assert out._op == "mlp" and len(out._prev) == 3 and params[0]._prev == set(model.parameters())
     # repeated backward: the leaves gain once more here, more than that upstream
     grads = {}
     for V in (Value, U):
@@ -450,7 +455,7 @@ def test_the_differences_are_as_the_readme_says():
     y.backward()
     for c in (copy.copy(y), copy.deepcopy(y), pickle.loads(pickle.dumps(y))):
         assert (c.data, c.grad, c.label, c._prev, c._op) == (6.0, 1.0, "y", set(), "")
-    # _backward cannot be assigned; Layer.neurons is a tuple
+    # _backward cannot be assigned; Layer.neurons and MLP.layers are tuples
     with pytest.raises(AttributeError):
         y._backward = lambda: None
-    assert type(nn.Layer(2, 3).neurons) is tuple
+    assert type(nn.Layer(2, 3).neurons) is tuple and type(nn.MLP(2, [3, 1]).layers) is tuple

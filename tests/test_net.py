@@ -287,6 +287,15 @@ def test_a_weight_that_empties_its_list_while_it_is_read_is_no_crash():
     engine._check_invariants()
 
 
+def test_inputs_emptied_while_they_are_read_is_an_error_not_a_crash():
+    model = alive_model()
+    x = [Value(1.0)]
+    x.append(Clearing(x))
+    with pytest.raises(RuntimeError, match="changed size"):
+        model(x)
+    engine._check_invariants()
+
+
 def test_a_net_made_or_called_the_wrong_way_is_refused():
     net = Net([([[Value(1.0), Value(2.0)]], [Value(0.5)], False)])
     assert net([1.0, 1.0]).data == 3.5
