@@ -295,16 +295,21 @@ cdef Value _params_node(tuple rows, tuple biases, tuple sizes, tuple relus, Py_s
 
 cdef bint _params_hold(Value p, tuple rows, tuple biases, Py_ssize_t n0) noexcept:
     """Whether PARAMS p holds the weights rows and biases hold now, for n0 inputs: the rows
-    are the neurons' own lists, which can change in place. No Python code runs."""
+    are the neurons' own lists, which can change in place. No Python code runs. p may have
+    been read for other rows (a Net's __init__ run again meanwhile): its shape is not trusted
+    to fit them."""
     cdef PyObject** kids = p._s.kids
     cdef unsigned int* shape = _net_shape(<PyObject*>p)
     cdef Py_ssize_t L = shape[0], l, j, r = 0, k = 0, nin = n0, nout
+    cdef Py_ssize_t nrows = len(rows)
     cdef PyObject* row
-    if shape[1] != n0:
+    if shape[1] != n0 or len(biases) != nrows:
         return False
     for l in range(L):
         nout = shape[2 + l]
         for j in range(nout):
+            if r == nrows:
+                return False
             row = _tuple_item(<PyObject*>rows, r)
             if not (_list_exact(row) or _tuple_exact(row)) or _fast_size(row) != nin:
                 return False
@@ -316,4 +321,4 @@ cdef bint _params_hold(Value p, tuple rows, tuple biases, Py_ssize_t n0) noexcep
             k += 1
             r += 1
         nin = nout
-    return True
+    return r == nrows

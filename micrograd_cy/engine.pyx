@@ -470,18 +470,23 @@ cdef class Net:
         cdef Value p, out
         cdef Py_ssize_t n0
         cdef unsigned int hidden
+        cdef unsigned int* shape
         cdef int kid_flags
+        cdef tuple rows, biases, sizes, relus
         if self._rows is None:
             raise ValueError("a Net made by Net.__new__ has no layers: make it with Net(layers)")
-        items = PySequence_Fast(x, "a Net takes a sequence of inputs")
+        items = PySequence_Fast(x, "a Net takes a sequence of inputs")  # may run code
+        # locals, read together: reading numbers may run code that calls __init__ again
+        rows, biases, sizes, relus = self._rows, self._biases, self._sizes, self._relus
         n0 = PySequence_Fast_GET_SIZE(items)
         p = self._params
-        if p is None or not _params_hold(p, self._rows, self._biases, n0):
-            p = _params_node(self._rows, self._biases, self._sizes, self._relus, n0)
-            self._params = p
+        if p is None or not _params_hold(p, rows, biases, n0):
+            p = _params_node(rows, biases, sizes, relus, n0)
+            self._params = p  # for other layers if __init__ ran meanwhile: _params_hold then fails
             if PySequence_Fast_GET_SIZE(items) != n0:  # reading the weights ran code that did it
                 raise RuntimeError("the inputs changed size while the weights were read")
-        hidden = _net_shape(<PyObject*>p)[2 + 2 * len(self._sizes)]
+        shape = _net_shape(<PyObject*>p)  # p's own: the node's rules read it, not self's
+        hidden = shape[2 + 2 * shape[0]]
         out = _new(NET, False)  # taken off the tape below if a child is off it
         out._s.kids = <PyObject**>_alloc((n0 + 1 + _slots(2 * hidden * sizeof(double)))
                                          * sizeof(PyObject*))

@@ -196,8 +196,6 @@ cdef Py_ssize_t _walk(Value root, Py_ssize_t top, PyObject** topo, Py_ssize_t* s
     cdef _Walking walk
     cdef PyObject** tape = _tape  # a local: the flag stores could alias the global
     cdef PyObject* node
-    cdef PyObject** kids
-    cdef unsigned int k
     walk.pending = 1
     _walks += 1
     root._flags |= PLACED
