@@ -196,6 +196,9 @@ def test_structural_changes_choose_the_path_that_fits():
             return [2 * v for v in out] if isinstance(out, list) else 2 * out
     model.layers = (Doubled(2, 3), nn.Layer(3, 1))
     assert model(x)._op != "mlp" and model(x).data == layered(model, x).data
+    model.layers = (nn.Layer(2, 3), object())  # not callable: the error calling it gives
+    with pytest.raises(TypeError, match="not callable"):
+        model(x)
 
 
 def test_interior_and_hand_built_weights_get_their_gradients(path):
