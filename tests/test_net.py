@@ -9,6 +9,8 @@ import random
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import close
 from test_reliability import _hostile  # tools/memcheck_workload.py's hostile numbers
@@ -45,9 +47,11 @@ def grads(params, xs):
 
 
 def same(a, b):
-    """Equal to the bit (NaN equal to NaN, 0.0 unequal to -0.0)."""
-    return len(a) == len(b) and all(math.copysign(1, p) == math.copysign(1, q) and
-                                    (p == q or (p != p and q != q)) for p, q in zip(a, b))
+    """Equal to the bit, 0.0 unequal to -0.0; a NaN equal to any NaN (the sign a NaN gets from
+    arithmetic on NaNs follows which operand the compiler put first, and means nothing)."""
+    return len(a) == len(b) and all((p != p and q != q) or
+                                    (p == q and math.copysign(1, p) == math.copysign(1, q))
+                                    for p, q in zip(a, b))
 
 
 def agree(a, b, walked):
@@ -92,6 +96,54 @@ def test_the_numbers_of_one_node_a_neuron(nin, nouts, path):
     assert fused[:1 + len(rows)] == plain[:1 + len(rows)]  # data: the same sums, in one order
     assert agree(fused, plain, path == "tape") and agree(fused_replay, plain_replay, path == "tape")
     engine._check_invariants()
+
+
+special = st.sampled_from([0.0, -0.0, 1.0, -1.0, 1e308, -1e308, 5e-324, math.inf, -math.inf,
+                           math.nan])
+numbers_ = st.floats(-3, 3, allow_nan=False) | special
+
+
+@st.composite
+def networks(draw):
+    """An MLP's shape (no middle layer of one neuron, which layer by layer refuses; one output,
+    ReLU'd or not), its parameters (special numbers among them: zeros of both signs,
+    infinities, NaN, dead and living ReLUs) and a few rows of inputs."""
+    nin = draw(st.integers(1, 4))
+    sizes = draw(st.lists(st.sampled_from([0, 2, 3, 5]), max_size=3)) + [1]
+    nparams = sum((a + 1) * b for a, b in zip([nin] + sizes, sizes))
+    params = draw(st.lists(numbers_, min_size=nparams, max_size=nparams))
+    rows = draw(st.lists(st.lists(numbers_, min_size=nin, max_size=nin), min_size=1, max_size=3))
+    return nin, sizes, draw(st.booleans()), params, rows
+
+
+@settings(deadline=None)
+@given(networks())
+def test_any_network_gives_the_numbers_of_one_node_a_neuron(network):
+    """To the bit, on the tape walk: data, grads and the replay after new numbers."""
+    nin, sizes, relu_out, values, rows = network
+    model = nn.MLP(nin, sizes)
+    model.layers[-1].neurons[0].nonlin = relu_out
+    params = model.parameters()
+    for p, v in zip(params, values):
+        p.data = v
+    results = []
+    for forward in (model, lambda x: layered(model, x)):
+        model.zero_grad()
+        xs = [[Value(v) for v in row] for row in rows]
+        outs = [forward(x) for x in xs]
+        loss = Value.sum([o * (i + 1.5) for i, o in enumerate(outs)])
+        loss.backward()
+        fresh = [loss.data] + [o.data for o in outs] + grads(params, xs)
+        for x in xs:
+            for v in x:
+                v.data = v.data * 0.5 - 0.25
+        model.zero_grad()
+        loss.forward().backward()
+        results.append((fresh, [loss.data] + grads(params, xs), {o._op for o in outs}))
+    (fused, fused_replay, ops), (plain, plain_replay, _) = results
+    # a layer of no neurons has no one nonlinearity: layer by layer there too
+    assert (ops == {"mlp"}) == (0 not in sizes)
+    assert same(fused, plain) and same(fused_replay, plain_replay)
 
 
 def test_against_pytorch(torch):
