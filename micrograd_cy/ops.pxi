@@ -444,8 +444,14 @@ cdef inline void _net_bwd(PyObject* node, double g, _Mode* m) noexcept:
             act = a_in
             grad = g_in
 
-cdef inline int _params_fwd(PyObject* node, double* out) noexcept:
-    return OK  # nothing to compute: NET nodes read the weights
+# The NET rules are called through these pointers, set at import, so that the C compiler
+# cannot inline them: with their loops inlined, _eval and _backprop grew too big for it to
+# inline them in turn into the replay and backward loops, which then made a call a node
+# (replaying upstream nn.py's graph, A/B in alternating processes: forward 1.66x and
+# backward 1.16x slower). A NET node's work is hundreds of multiply-adds: its call is free.
+cdef int (*_net_fwd_out_of_line)(PyObject*, double*) noexcept
+cdef void (*_net_bwd_out_of_line_adding)(PyObject*, double, _Adding*) noexcept
+cdef void (*_net_bwd_out_of_line_walking)(PyObject*, double, _Walking*) noexcept
 
 cdef inline void _params_bwd(PyObject* node, double g, _Mode* m) noexcept:
     pass  # nothing to give: NET nodes give to the weights directly
@@ -462,6 +468,18 @@ cdef inline void _params_bwd(PyObject* node, double g, _Mode* m) noexcept:
 _OP_NAMES = {LEAF: '', CUSTOM: '', ADD: '+', SUB: '-', MUL: '*', DIV: '/', NEG: 'neg',
              POW: '**', POWV: '**', RELU: 'ReLU', TANH: 'tanh', EXP: 'exp', LOG: 'log',
              SIGMOID: 'sigmoid', SUM: 'sum', DOT: 'dot', GIVEN: '', NET: 'mlp', PARAMS: 'params'}
+
+
+# _eval must be inlined into the per-node loops (the replay, Value.evaluate): called once a
+# node, replaying upstream nn.py's graph took 1.66x as long (A/B in alternating processes).
+# The C compiler weighs its size against a limit, which the NET branch tipped: forced here,
+# by its C name (tests/test_kernels.py checks that Cython still gives it that name).
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+    static CYTHON_INLINE int __pyx_f_12micrograd_cy_6engine__eval(PyObject *) __attribute__((always_inline));
+    #endif
+    """
 
 
 # kernel: begin
@@ -514,16 +532,14 @@ cdef inline int _eval(PyObject* node) noexcept:
         return _mul_fwd(_val(_a(node)), _val(_b(node)), out)
     if op == ADD:
         return _add_fwd(_val(_a(node)), _val(_b(node)), out)
-    if op == LEAF or op == CUSTOM:
+    if op == LEAF or op == CUSTOM or op == PARAMS:  # PARAMS: nothing to compute, NETs read it
         pass
     elif op == SUM:
         err = _sum_fwd(node, out)
     elif op == DOT:
         err = _dot_fwd(node, out)
     elif op == NET:
-        err = _net_fwd(node, out)
-    elif op == PARAMS:
-        err = _params_fwd(node, out)
+        err = _net_fwd_out_of_line(node, out)
     elif (<Value>node)._n == 2:
         err = _eval2(op, _val(_a(node)), _val(_b(node)), out)
     else:
@@ -577,7 +593,14 @@ cdef inline void _backprop(PyObject* node, _Mode* m) noexcept:
     elif op == GIVEN:
         _given_bwd(node, g, m)
     elif op == NET:
-        _net_bwd(node, g, m)
+        if _Mode is _Walking:
+            _net_bwd_out_of_line_walking(node, g, m)
+        else:
+            _net_bwd_out_of_line_adding(node, g, m)
     elif op == PARAMS:
         _params_bwd(node, g, m)
 # kernel: end
+
+_net_fwd_out_of_line = _net_fwd
+_net_bwd_out_of_line_adding = _net_bwd[_Adding]
+_net_bwd_out_of_line_walking = _net_bwd[_Walking]

@@ -143,17 +143,21 @@ cdef Py_ssize_t _tape_index(Value root) noexcept:
 
 
 # kernel: begin
-cdef inline void _reach_children(PyObject* node, _Walking* walk) noexcept:
-    """Reach every node node's rule reads: its children, and a NET's weights (its PARAMS,
-    the last child, is off the tape and never walked itself)."""
-    cdef PyObject** kids = _children(node)
+cdef inline void _reach_weights(PyObject* node, _Walking* walk) noexcept:
+    """Reach a NET node's weights, which its rule reads through its PARAMS (the last child:
+    off the tape and never walked itself)."""
+    cdef PyObject* params = _net_params(node)
+    cdef PyObject** kids = (<Value>params)._s.kids
     cdef unsigned int k
-    for k in range((<Value>node)._n):
+    for k in range((<Value>params)._n):
         _give_none(kids[k], walk)
-    if (<Value>node)._opcode == NET:
-        kids = (<Value>_net_params(node))._s.kids
-        for k in range((<Value>_net_params(node))._n):
-            _give_none(kids[k], walk)
+
+
+# _walk calls it through this pointer, set at import, which the C compiler cannot inline:
+# inlined, its loop cost _walk's backward loop registers (backward() on upstream nn.py's
+# graph 7% slower, A/B in alternating processes), as ops.pxi's NET rules did.
+cdef void (*_reach_weights_out_of_line)(PyObject*, _Walking*) noexcept
+_reach_weights_out_of_line = _reach_weights
 
 
 cdef inline PyObject* _next_reached(PyObject** tape, Py_ssize_t* i, Py_ssize_t top,
@@ -196,6 +200,8 @@ cdef Py_ssize_t _walk(Value root, Py_ssize_t top, PyObject** topo, Py_ssize_t* s
     cdef _Walking walk
     cdef PyObject** tape = _tape  # a local: the flag stores could alias the global
     cdef PyObject* node
+    cdef PyObject** kids
+    cdef unsigned int k
     walk.pending = 1
     _walks += 1
     root._flags |= PLACED
@@ -216,7 +222,11 @@ cdef Py_ssize_t _walk(Value root, Py_ssize_t top, PyObject** topo, Py_ssize_t* s
         node = _next_reached(tape, &i, top, &skipped)
         if node == NULL:
             break
-        _reach_children(node, &walk)  # reached, gradient or not: replay needs them all
+        kids = _children(node)
+        for k in range((<Value>node)._n):
+            _give_none(kids[k], &walk)  # reached, gradient or not: replay needs them all
+        if (<Value>node)._opcode == NET:
+            _reach_weights_out_of_line(node, &walk)
         topo[n] = node
         n += 1
         walk.pending -= 1

@@ -81,12 +81,22 @@ def test_every_op_is_in_every_place_an_op_needs():
     for op in ops[2:]:
         name = op.lower()
         assert f"cdef inline void _{name}_bwd(" in rules, f"{op}: no chain rule"
-        assert f"_{name}_bwd(node, g, m)" in backprop, f"{op}: _backprop does not call it"
+        if f"_{name}_fwd_out_of_line(" not in forward:
+            assert f"_{name}_bwd(node, g, m)" in backprop, f"{op}: _backprop does not call it"
         if op == "GIVEN":  # its value was given: forward() refuses it up front (order.pxi)
             assert "order.given" in (source / "order.pxi").read_text()
             continue
+        if op == "PARAMS":  # computes nothing: passed over with the leaves
+            assert "op == LEAF or op == CUSTOM or op == PARAMS:" in forward
+            continue
         assert f"cdef inline int _{name}_fwd(" in rules, f"{op}: no forward rule"
         assert f"cdef inline void _{name}_bwd(" in rules, f"{op}: no chain rule"
+        if f"_{name}_fwd_out_of_line(" in forward:  # called through a pointer, never inlined
+            assert f"\n_{name}_fwd_out_of_line = _{name}_fwd\n" in rules, f"{op}: pointer unset"
+            for mode in ("adding", "walking"):
+                assert f"_{name}_bwd_out_of_line_{mode}(node, g, m)" in backprop, f"{op}: {mode}"
+                assert f"\n_{name}_bwd_out_of_line_{mode} = _{name}_bwd[_{mode.title()}]\n" in rules
+            continue
         assert f"_{name}_fwd(" in forward, f"{op}: the forward dispatch does not call it"
         assert f"_{name}_bwd(node, g, m)" in backprop, f"{op}: _backprop does not call it"
     assert package == source or (package / "ops.pxi").exists()

@@ -30,14 +30,33 @@ def kernel_lines(source):
 
 
 @pytest.fixture(scope="module")
-def scores(tmp_path_factory):
-    """{source file name: {line: score}}; Cython writes one page per included file."""
+def annotated(tmp_path_factory):
+    """A directory where `cython -a` has compiled the engine: engine.c and one page a file.
+    It is a package of the engine's name, so that Cython names the C functions as the build."""
     pytest.importorskip("Cython")
-    out = tmp_path_factory.mktemp("annotate")
+    out = tmp_path_factory.mktemp("annotate") / "micrograd_cy"
+    out.mkdir()
+    (out / "__init__.py").write_text("")
     for path in SOURCES + [PACKAGE / "engine.pxd"]:  # compiled beside its .pxd, as the build does
         (out / path.name).write_text(path.read_text())
     subprocess.run([sys.executable, "-m", "cython", "-a", str(out / "engine.pyx")],
                    check=True, capture_output=True)
+    return out
+
+
+def test_the_c_names_the_engine_gives_attributes_are_cythons(annotated):
+    """ops.pxi forces _eval inline by its C name (a C declaration Cython cannot write): were
+    Cython to name it otherwise, the attribute would silently stop applying."""
+    c = (annotated / "engine.c").read_text()
+    declared = re.findall(r"static CYTHON_INLINE int (\w+)\(PyObject \*\) __attribute__", c)
+    assert declared == ["__pyx_f_12micrograd_cy_6engine__eval"]
+    assert f"static CYTHON_INLINE int {declared[0]}(PyObject *__pyx_v_node) {{" in c
+
+
+@pytest.fixture(scope="module")
+def scores(annotated):
+    """{source file name: {line: score}}; Cython writes one page per included file."""
+    out = annotated
     pages = {}
     for path in SOURCES:
         annotated = (out / path.with_suffix(".html").name).read_text()
