@@ -1,9 +1,11 @@
 """engine.Net, the one node a call that nn.MLP builds for a network with one output: the
-numbers of its layers' Value.matvec nodes to the last bit (data and every grad, on the tape
-walk, the depth-first order and replay), PyTorch's gradients, and hostile use: weights
-replaced, lists resized, numbers that run code, a Net made or called the wrong way."""
+numbers of its layers' Value.matvec nodes (data and every grad, to the last bit on the tape
+walk and its replay, to rounding on a depth-first order), PyTorch's gradients, and hostile
+use: weights replaced, lists resized, numbers that run code, a Net made or called the wrong
+way."""
 import copy
 import math
+import numbers
 import pickle
 import random
 import sys
@@ -298,8 +300,6 @@ class Replacing:
         self.neuron.w[0] = Value(5.0)
         return 1.0
 
-
-import numbers  # noqa: E402
 
 numbers.Real.register(Replacing)
 
