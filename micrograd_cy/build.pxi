@@ -152,12 +152,22 @@ cdef Value _as_value(object x):
     return _leaf(d)
 
 
+cdef inline Py_ssize_t _slots(Py_ssize_t nbytes) noexcept:
+    """How many child pointers' room nbytes take, after a node's children (GIVEN's
+    derivatives, NET's hidden units, PARAMS' shape)."""
+    return (nbytes + <Py_ssize_t>sizeof(PyObject*) - 1) // <Py_ssize_t>sizeof(PyObject*)
+
+
+cdef int _unequal(Py_ssize_t weights, Py_ssize_t inputs) except -1:
+    """Raise for a neuron given another number of inputs than it has weights."""
+    raise ValueError(f"a dot product needs as many weights as inputs, got {weights} and {inputs}")
+
+
 cdef Value _dot(object w, object x, object bias, bint relu):
     """The DOT node of w and x, two results of PySequence_Fast, plus bias if not None."""
     cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(w)
     if n != PySequence_Fast_GET_SIZE(x):
-        raise ValueError(f"a dot product needs as many weights as inputs, got "
-                         f"{n} and {PySequence_Fast_GET_SIZE(x)}")
+        _unequal(n, PySequence_Fast_GET_SIZE(x))
     cdef Value out = _new(DOT, False)  # taken off the tape below if a child is off it
     if relu:
         out._flags |= RELU_OUT
@@ -239,11 +249,6 @@ cdef extern from "Python.h":  # on borrowed pointers: no reference counting, no 
     PyObject* _tuple_item "PyTuple_GET_ITEM"(PyObject*, Py_ssize_t)
 
 
-cdef inline Py_ssize_t _slots(Py_ssize_t nbytes) noexcept:
-    """How many child pointers' room nbytes take, after a node's children."""
-    return (nbytes + <Py_ssize_t>sizeof(PyObject*) - 1) // <Py_ssize_t>sizeof(PyObject*)
-
-
 cdef Value _params_node(tuple rows, tuple biases, tuple sizes, tuple relus, Py_ssize_t n0):
     """The PARAMS node of an MLP with n0 inputs: rows and biases are those of every layer, one
     after the other, sizes the number of rows of each layer and relus its ReLU flag. Raises as
@@ -257,8 +262,7 @@ cdef Value _params_node(tuple rows, tuple biases, tuple sizes, tuple relus, Py_s
         nout = sizes[l]
         for j in range(r, r + nout):
             if len(snapshot[j]) != nin:
-                raise ValueError(f"a dot product needs as many weights as inputs, got "
-                                 f"{len(snapshot[j])} and {nin}")
+                _unequal(len(snapshot[j]), nin)
         total += nout * (nin + 1)
         if l + 1 < L:
             hidden += nout

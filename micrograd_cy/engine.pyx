@@ -169,8 +169,7 @@ Stores a single scalar value and its gradient."""
             self._opcode = CUSTOM
             self._flags |= OFF_TAPE
             # with grads, room for n doubles after the n children (ops.pxi: _given_grads)
-            _set_kids(self, children, 0 if local is None else
-                      (n * sizeof(double) + sizeof(PyObject*) - 1) // sizeof(PyObject*))
+            _set_kids(self, children, 0 if local is None else _slots(n * sizeof(double)))
             if local is not None:
                 given = _given_grads(<PyObject*>self)
                 for i in range(n):
