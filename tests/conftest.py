@@ -84,6 +84,23 @@ def readme_example(a, b):
     return g
 
 
+def torch_mlp(torch, model, params, h):
+    """The output of nn.MLP `model` in PyTorch for the rows of h (a 2-D tensor): params are
+    tensors in model.parameters() order (each neuron's weights, then its bias), ReLU between
+    the layers, as micrograd's MLP."""
+    k = 0
+    for i, layer in enumerate(model.layers):
+        nin, nout = len(layer.neurons[0].w), len(layer.neurons)
+        rows = [params[k + j * (nin + 1):k + (j + 1) * (nin + 1)] for j in range(nout)]
+        W = torch.stack([torch.stack(row[:nin]) for row in rows])
+        b = torch.stack([row[nin] for row in rows])
+        h = h @ W.T + b
+        if i + 1 < len(model.layers):
+            h = torch.relu(h)
+        k += nout * (nin + 1)
+    return h[:, 0]
+
+
 @pytest.fixture(params=["tape", "depth-first"])
 def path(request):
     """backward() and forward() order a graph by the tape where it pays, else depth-first:

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from conftest import close
+from conftest import close, torch_mlp
 from micrograd_cy import Value, engine
 
 debug_only = pytest.mark.skipif(not engine._DEBUG, reason="needs the debug build "
@@ -123,16 +123,7 @@ def test_an_mlp_node_out_of_memory(torch):
     assert out._op == "mlp"
     out.backward()
     t = [torch.tensor(p.data, dtype=torch.float64, requires_grad=True) for p in model.parameters()]
-    h, k = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64), 0
-    for i, layer in enumerate(model.layers):
-        nin, nout = len(layer.neurons[0].w), len(layer.neurons)
-        z = []
-        for j in range(nout):
-            z.append(torch.stack(t[k:k + nin]) @ h + t[k + nin])
-            k += nin + 1
-        h = torch.stack(z)
-        if i + 1 < len(model.layers):
-            h = torch.relu(h)
+    h = torch_mlp(torch, model, t, torch.tensor([[0.5, -1.0, 2.0]], dtype=torch.float64))
     h[0].backward()
     assert close(out.data, h[0].item())
     assert all(close(p.grad, q.grad.item()) for p, q in zip(model.parameters(), t))

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import close
+from conftest import close, torch_mlp
 from test_reliability import _hostile  # tools/memcheck_workload.py's hostile numbers
 from micrograd_cy import Value, engine, nn, viz
 from micrograd_cy.engine import Net
@@ -157,22 +157,8 @@ def test_against_pytorch(torch):
     loss.backward()
     t = [torch.tensor(p.data, dtype=torch.float64, requires_grad=True) for p in params]
     tx = torch.tensor(rows, dtype=torch.float64, requires_grad=True)
-    h, k = tx, 0
-    for i, layer in enumerate(model.layers):
-        nin, nout = len(layer.neurons[0].w), len(layer.neurons)
-        rows_t = []
-        for j in range(nout):
-            rows_t.append(torch.stack(t[k:k + nin]))
-            k += nin
-            rows_t[-1] = (rows_t[-1], t[k])
-            k += 1
-        W = torch.stack([w for w, _ in rows_t])
-        b = torch.stack([b for _, b in rows_t])
-        h = h @ W.T + b
-        if i + 1 < len(model.layers):
-            h = torch.relu(h)
     y = torch.tensor(ys, dtype=torch.float64)
-    tloss = torch.relu(1 - y * h[:, 0]).mean() + 1e-4 * sum(p * p for p in t)
+    tloss = torch.relu(1 - y * torch_mlp(torch, model, t, tx)).mean() + 1e-4 * sum(p * p for p in t)
     tloss.backward()
     assert close(loss.data, tloss.item())
     assert all(close(p.grad, q.grad.item()) for p, q in zip(params, t))
