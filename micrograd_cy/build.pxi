@@ -70,7 +70,7 @@ cdef double _data_arg(object x) except? -1.0:
 # Leaves
 
 cdef inline Value _leaf(double d):
-    cdef Value v = _new(LEAF, False)
+    cdef Value v = _new(LEAF)
     v._data = d
     return v
 
@@ -88,10 +88,12 @@ cdef inline object _coerce(object x):
 # ---------------------------------------------------------------------------
 # Op nodes: every op makes its output the same way.
 
-cdef inline Value _check(Value out, int err):
-    """out, the node an op built, or the error its forward value met."""
+cdef inline Value _done(Value out, int off, int err):
+    """out, the node an op built, now complete: READY and on the tape unless off (memory.pxi:
+    _join); or the error its forward value met (out dies unseen)."""
     if err:
         _raise(err)
+    _join(out, off)
     _debug_check()
     return out
 
@@ -111,23 +113,23 @@ cdef inline int _ready(Value v) except -1:
 
 cdef inline Value _unary(unsigned char op, Value a):
     _ready(a)
-    cdef Value out = _new(op, a._flags & OFF_TAPE)
+    cdef Value out = _new(op)
     Py_INCREF(a)
     out._a = <PyObject*>a
     out._n = 1
-    return _check(out, _eval1(op, a._data, 0.0, &out._data))
+    return _done(out, a._flags & OFF_TAPE, _eval1(op, a._data, 0.0, &out._data))
 
 
 cdef inline Value _binary(unsigned char op, Value a, Value b):
     if not (a._flags & b._flags & READY):
         _unready(b if a._flags & READY else a)
-    cdef Value out = _new(op, (a._flags | b._flags) & OFF_TAPE)
+    cdef Value out = _new(op)
     Py_INCREF(a)
     out._a = <PyObject*>a
     Py_INCREF(b)
     out._s.b = <PyObject*>b
     out._n = 2
-    return _check(out, _eval2(op, a._data, b._data, &out._data))
+    return _done(out, (a._flags | b._flags) & OFF_TAPE, _eval2(op, a._data, b._data, &out._data))
 
 
 cdef inline object _apply(unsigned char op, object x, object y):
@@ -168,7 +170,7 @@ cdef Value _dot(object w, object x, object bias, bint relu):
     cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(w)
     if n != PySequence_Fast_GET_SIZE(x):
         _unequal(n, PySequence_Fast_GET_SIZE(x))
-    cdef Value out = _new(DOT, False)  # taken off the tape below if a child is off it
+    cdef Value out = _new(DOT)
     if relu:
         out._flags |= RELU_OUT
     cdef int kid_flags = _set_kids(out, w, n + (bias is not None))
@@ -184,9 +186,7 @@ cdef Value _dot(object w, object x, object bias, bint relu):
         out._n += 1
         out._flags |= HAS_BIAS
         kid_flags |= b._flags
-    if kid_flags & OFF_TAPE:
-        _untape(out)
-    return _check(out, _eval(<PyObject*>out))
+    return _done(out, kid_flags & OFF_TAPE, _eval(<PyObject*>out))
 
 
 cdef int _set_kids(Value out, object items, Py_ssize_t extra) except -1:
@@ -270,7 +270,7 @@ cdef Value _params_node(tuple rows, tuple biases, tuple sizes, tuple relus, Py_s
         nin = nout
     if total > <Py_ssize_t>0xFFFFFFFF:
         raise OverflowError("a node takes at most 2**32 - 1 children")
-    out = _new(PARAMS, True)
+    out = _new(PARAMS)
     out._s.kids = <PyObject**>_alloc(max(total + _slots((2 * L + 3) * sizeof(unsigned int)), 1)
                                      * sizeof(PyObject*))
     if out._s.kids == NULL:
@@ -287,6 +287,7 @@ cdef Value _params_node(tuple rows, tuple biases, tuple sizes, tuple relus, Py_s
         out._flags |= KID_OFF_TAPE
     if some & ON_TAPE:
         out._flags |= KID_ON_TAPE
+    _join(out, True)  # never on the tape: a walk never meets PARAMS (ops.pxi)
     shape = _net_shape(<PyObject*>out)
     shape[0] = L
     shape[1] = n0
@@ -295,6 +296,20 @@ cdef Value _params_node(tuple rows, tuple biases, tuple sizes, tuple relus, Py_s
         shape[2 + L + l] = bool(relus[l])
     shape[2 + 2 * L] = hidden
     return out
+
+
+cdef bint _params_shaped(Value p, tuple sizes, tuple relus) except -1:
+    """Whether PARAMS p has these layers: sizes rows a layer, relus a ReLU flag a layer (Net's
+    own tuples of ints and bools: no Python code runs). p may have been read for other layers:
+    a Net's __init__ run again meanwhile."""
+    cdef unsigned int* shape = _net_shape(<PyObject*>p)
+    cdef Py_ssize_t L = shape[0], l
+    if len(sizes) != L or len(relus) != L:
+        return False
+    for l in range(L):
+        if shape[2 + l] != <Py_ssize_t>sizes[l] or shape[2 + L + l] != <bint>relus[l]:
+            return False
+    return True
 
 
 cdef bint _params_hold(Value p, tuple rows, tuple biases, Py_ssize_t n0) noexcept:

@@ -24,7 +24,7 @@ cdef str _violation():
     cdef PyObject* o
     cdef PyObject** kids
     cdef str found = ''
-    if _npending or _draining:
+    if (_npending or _draining) and not _dealloc_depth:
         return f"{_npending} nodes pending release outside a dealloc"
     if _ntape > _cap_tape or _ntape < 0 or _tape_live < 0 or _tape_live > _ntape:
         return f"tape counts: {_ntape} entries, room for {_cap_tape}, {_tape_live} live"
@@ -48,17 +48,23 @@ cdef str _violation():
                         (<PyObject**>(<char*>o + _aux_offset))[0] != <PyObject*>None:
                     return f"slab {si}, slot {i}: a free slot is not a dead Value"
                 continue
+            if Py_REFCNT(o) == 0 and _dealloc_depth:  # being freed, as Python code runs
+                if (<Value>o)._n or _flagsp(o)[0] & ON_TAPE:  # inside its dealloc (memory.pxi)
+                    return f"slab {si}, slot {i}: a node being freed holds children or its entry"
+                continue
             if Py_REFCNT(o) <= 0 or not _flagsp(o)[0] & IN_SLAB:
                 return f"slab {si}, slot {i}: a live node with refcount {Py_REFCNT(o)}, " \
                        f"flags {_flagsp(o)[0]}"
             if _flagsp(o)[0] & (EXPANDED | PLACED):
                 return f"slab {si}, slot {i}: marks left on a node between calls"
-            if not _flagsp(o)[0] & READY and (<Value>o)._opcode != LEAF:
-                return f"slab {si}, slot {i}: an op node that is not READY"
             on_tape += (_flagsp(o)[0] & ON_TAPE) != 0
-            if _flagsp(o)[0] & ON_TAPE and _flagsp(o)[0] & OFF_TAPE or \
-                    (<Value>o)._opcode == LEAF and _flagsp(o)[0] & (ON_TAPE | OFF_TAPE) or \
-                    (<Value>o)._opcode != LEAF and not _flagsp(o)[0] & (ON_TAPE | OFF_TAPE):
+            if (<Value>o)._opcode == LEAF:
+                if _flagsp(o)[0] & (ON_TAPE | OFF_TAPE) or not _flagsp(o)[0] & READY:
+                    return f"slab {si}, slot {i}: a leaf with flags {_flagsp(o)[0]}"
+            elif not _flagsp(o)[0] & READY:  # being built, as Python code runs: off the tape
+                if _flagsp(o)[0] & (ON_TAPE | OFF_TAPE):
+                    return f"slab {si}, slot {i}: an op node being built with flags {_flagsp(o)[0]}"
+            elif (_flagsp(o)[0] & ON_TAPE != 0) == (_flagsp(o)[0] & OFF_TAPE != 0):
                 return f"slab {si}, slot {i}: op {(<Value>o)._opcode} with flags {_flagsp(o)[0]}"
             kids = _children(o)
             for k in range((<Value>o)._n):

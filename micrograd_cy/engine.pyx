@@ -301,14 +301,14 @@ Stores a single scalar value and its gradient."""
             return NotImplemented
         cdef bint integral = _integral(other)  # Python code may run: before the node is made
         _ready(self)
-        out = _new(POW, self._flags & OFF_TAPE)
+        out = _new(POW)
         out._s.c = c
         out._n = 1
         if integral:
             out._flags |= INT_EXPONENT
         Py_INCREF(self)
         out._a = <PyObject*>self
-        return _check(out, _eval1(POW, self._data, c, &out._data))
+        return _done(out, self._flags & OFF_TAPE, _eval1(POW, self._data, c, &out._data))
 
     def __neg__(self):  # -self
         return _unary(NEG, self)
@@ -349,10 +349,9 @@ Stores a single scalar value and its gradient."""
     def sum(values):
         """One node for values[0] + values[1] + ... (numbers become leaves)."""
         items = PySequence_Fast(values, "Value.sum() takes an iterable")
-        out = _new(SUM, False)
-        if _set_kids(out, items, 0) & OFF_TAPE:
-            _untape(out)
-        return _check(out, _eval(<PyObject*>out))
+        cdef Value out = _new(SUM)
+        cdef int kid_flags = _set_kids(out, items, 0)
+        return _done(out, kid_flags & OFF_TAPE, _eval(<PyObject*>out))
 
     @staticmethod
     def dot(weights, inputs, bias=None, bint relu=False):
@@ -479,14 +478,14 @@ cdef class Net:
         rows, biases, sizes, relus = self._rows, self._biases, self._sizes, self._relus
         n0 = PySequence_Fast_GET_SIZE(items)
         p = self._params
-        if p is None or not _params_hold(p, rows, biases, n0):
+        if p is None or not (_params_shaped(p, sizes, relus) and _params_hold(p, rows, biases, n0)):
             p = _params_node(rows, biases, sizes, relus, n0)
             self._params = p  # for other layers if __init__ ran meanwhile: _params_hold then fails
             if PySequence_Fast_GET_SIZE(items) != n0:  # reading the weights ran code that did it
                 raise RuntimeError("the inputs changed size while the weights were read")
         shape = _net_shape(<PyObject*>p)  # p's own: the node's rules read it, not self's
         hidden = shape[2 + 2 * shape[0]]
-        out = _new(NET, False)  # taken off the tape below if a child is off it
+        out = _new(NET)
         out._s.kids = <PyObject**>_alloc((n0 + 1 + _slots(2 * hidden * sizeof(double)))
                                          * sizeof(PyObject*))
         if out._s.kids == NULL:
@@ -495,9 +494,7 @@ cdef class Net:
         Py_INCREF(p)
         out._s.kids[out._n] = <PyObject*>p
         out._n += 1
-        if kid_flags & OFF_TAPE or p._flags & KID_OFF_TAPE:
-            _untape(out)
-        return _check(out, _eval(<PyObject*>out))
+        return _done(out, kid_flags & OFF_TAPE or p._flags & KID_OFF_TAPE, _eval(<PyObject*>out))
 
     def __repr__(self):
         return f"Net({[len(self._rows[0]) if self._rows else 0] + list(self._sizes or ())})"

@@ -108,7 +108,7 @@ cdef PyObject** _pending = NULL
 cdef Py_ssize_t _npending = 0
 cdef Py_ssize_t _cap_pending = 0
 cdef bint _draining = False
-cdef Py_ssize_t _dealloc_depth = 0  # debug build: _free_node calls under way
+cdef Py_ssize_t _dealloc_depth = 0  # debug build: _dealloc calls under way
 
 
 cdef inline void _release(PyObject* child) noexcept:
@@ -350,6 +350,7 @@ cdef inline void _tape_forget(PyObject* o) noexcept:
     """Count a dying node out; the tape empties with its last live node."""
     global _tape_live, _ntape
     if _flagsp(o)[0] & ON_TAPE:
+        _flagsp(o)[0] &= ~ON_TAPE
         _tape_live -= 1
         if _tape_live == 0:
             _ntape = 0
@@ -383,15 +384,15 @@ cdef void _trim_slabs() noexcept:
 cdef Value _new_off_slab(unsigned char op):
     """_new() when no slab could be had: the node comes from Python's allocator."""
     cdef Value out = Value.__new__(Value)
-    out._flags = READY | (INITIALIZED if op == LEAF else OFF_TAPE)
+    out._flags = INITIALIZED | READY if op == LEAF else 0
     out._opcode = op
     return out
 
 
-cdef inline Value _new(unsigned char op, bint off):
-    """A fresh node with op code op, no children, data and grad 0; on the tape unless off
-    (a child of it is off the tape: see _untape)."""
-    global _tape_live
+cdef inline Value _new(unsigned char op):
+    """A fresh node with op code op, no children, data and grad 0. A leaf is complete at
+    once; an op node is being built: not READY and not on the tape until _join finds it
+    complete, so that no walk meets it half made."""
     cdef Value out
     cdef PyObject* o = _slab_pop() if _slabs_ok else NULL
     if o == NULL:
@@ -404,38 +405,46 @@ cdef inline Value _new(unsigned char op, bint off):
     out._s.kids = NULL
     out._data = 0.0
     out._grad = 0.0
-    if op == LEAF:
-        out._flags = INITIALIZED | READY | IN_SLAB
-    elif not off and _tape_push(o):
-        out._flags = READY | IN_SLAB | ON_TAPE
-        _tape_live += 1
-    else:
-        out._flags = READY | IN_SLAB | OFF_TAPE
+    out._flags = INITIALIZED | READY | IN_SLAB if op == LEAF else IN_SLAB
     return out
 
 
-cdef inline void _untape(Value v) noexcept:
-    """Take v off the tape: one of its children is off it (hand-built, or made when no memory
-    could be had), and a walk down the tape would never meet that child. Its entry goes
-    stale. So every node of a graph on the tape is a leaf or on the tape too."""
+cdef inline void _join(Value v, bint off) noexcept:
+    """v, an op node now complete (its children, its data), becomes READY and joins the tape
+    above them; unless off (a child is off the tape: a walk down it would never meet that
+    child) or there is no memory for the entry. So every node of a graph on the tape is a
+    leaf or on the tape too, and a walk never meets a node still being built."""
     global _tape_live
-    if v._flags & ON_TAPE:
-        v._flags &= ~ON_TAPE
-        _tape_live -= 1
-    v._flags |= OFF_TAPE
+    if not off and v._flags & IN_SLAB and _tape_push(<PyObject*>v):
+        v._flags |= READY | ON_TAPE
+        _tape_live += 1
+    else:
+        v._flags |= READY | OFF_TAPE
 
 
 cdef inline void _free_node(PyObject* o) noexcept:
-    """Release a dead node's children (see _release) and give its memory back."""
-    cdef unsigned int i
-    cdef PyObject** kids = _children(o)
-    for i in range((<Value>o)._n):
+    """Release a dead node's children (see _release) and give its memory back. The node is
+    emptied and off the tape before the first child goes: releasing a subclass's instance
+    runs Python code (its __del__, weakref callbacks) that may build, walk the tape or free,
+    and must never meet this node's children half released."""
+    cdef unsigned int i, n = (<Value>o)._n
+    cdef PyObject* pair[2]
+    cdef PyObject** kids
+    cdef bint nary = _nary((<Value>o)._opcode)
+    if nary:
+        kids = (<Value>o)._s.kids
+    else:  # _a and _s.b live in the node itself: copied out before it is emptied
+        pair[0] = (<Value>o)._a
+        pair[1] = (<Value>o)._s.b
+        kids = pair
+    (<Value>o)._n = 0
+    _tape_forget(o)
+    for i in range(n):
         _release(kids[i])
-    if _nary((<Value>o)._opcode):
+    if nary:
         PyMem_Free(kids)
     if (<Value>o)._aux is not None:
         (<Value>o)._aux = None  # frees the _Aux: strings and an order, no Python code
-    _tape_forget(o)
     if (<Value>o)._flags & IN_SLAB:
         _slab_push(o)
     else:  # made by Value(...): Cython's tp_new took it from the Python allocator
@@ -446,25 +455,26 @@ cdef inline void _free_node(PyObject* o) noexcept:
 cdef void _dealloc(PyObject* o) noexcept:
     """Value's tp_dealloc. The children it held last go to _pending; the outermost call
     frees them here, in a loop, as their last reference goes (no recursion, no depth limit).
+    A subclass's instance among them runs Python code as it goes, which may call into the
+    engine again, this function too: _pending then grows, and this loop drains it.
     """
     global _npending, _draining, _dealloc_depth
     cdef PyObject* c
-    if MGCY_DEBUG:  # out of memory, _release frees a child by a nested call: count them
+    if MGCY_DEBUG:  # Python code running inside a dealloc may check the invariants: count
         _dealloc_depth += 1
     _free_node(o)
+    if not _draining:
+        _draining = True
+        while _npending:
+            _npending -= 1
+            c = _pending[_npending]  # the stack held its last reference: it dies now
+            Py_SET_REFCNT(c, 0)
+            _free_node(c)
+        _draining = False
+        _give_back(<void**>&_pending, &_cap_pending)
+        if _empty_slabs > KEEP_SLABS + 1:  # counted, not searched: a full search is rare
+            _trim_slabs()
     if MGCY_DEBUG:
         _dealloc_depth -= 1
-    if _draining:
-        return
-    _draining = True
-    while _npending:
-        _npending -= 1
-        c = _pending[_npending]  # the stack held its last reference: it dies now
-        Py_SET_REFCNT(c, 0)
-        _free_node(c)
-    _draining = False
-    _give_back(<void**>&_pending, &_cap_pending)
-    if _empty_slabs > KEEP_SLABS + 1:  # counted, not searched: a full search is rare
-        _trim_slabs()
-    if MGCY_DEBUG and _dealloc_depth == 0:  # not inside another node's _free_node
-        _debug_check_in_dealloc()
+        if _dealloc_depth == 0:  # not inside another node's dealloc
+            _debug_check_in_dealloc()

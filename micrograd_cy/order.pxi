@@ -258,8 +258,8 @@ cdef Py_ssize_t _take_reached(Py_ssize_t lo, Py_ssize_t top, PyObject** out, bin
     cdef PyObject* node
     for j in range(lo + 1, top + 1):
         node = _tape[j]
-        if _slot_free(node):  # stale, and what it pointed to is gone
-            continue
+        if _slot_free(node) or not _flagsp(node)[0] & ON_TAPE:  # stale: gone, or being
+            continue                              # built or freed while Python code runs
         n = _take_placed(_children(node), (<Value>node)._n, out, n, take)
         if (<Value>node)._opcode == NET:  # and its weights, which it reaches directly
             node = _net_params(node)
