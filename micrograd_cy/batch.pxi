@@ -37,13 +37,27 @@ cdef list _values_of(object xs, str what):
     return out
 
 
+cdef bint _iterable_row(object r) except -1:
+    """A row numpy could not read as numbers: an iterator, a generator, a map (not a str)."""
+    return not isinstance(r, (str, bytes)) and hasattr(r, "__iter__") and \
+        not isinstance(r, (list, tuple)) and not hasattr(r, "__array__")
+
+
 cdef object _rows_of(object rows, Py_ssize_t k):
     """rows as a C-contiguous float64 array of shape (N, k); clear errors for bad input."""
     cdef double d
     np = _numpy()
-    what = f"Value.evaluate() takes its rows as real numbers, {k} a row (a list of lists or a 2-D array)"
+    what = (f"Value.evaluate() takes its rows as real numbers, {k} a row (an iterable of rows, "
+            f"each an iterable of numbers, or a 2-D array)")
+    if not isinstance(rows, (list, tuple, np.ndarray)):  # a generator, a map, a range...
+        try:
+            rows = list(rows)
+        except TypeError:
+            raise TypeError(f"{what}, not {type(rows).__name__!r}") from None
     try:
         a = np.asarray(rows)
+        if a.dtype.kind == "O" and a.ndim == 1 and any(_iterable_row(r) for r in rows):
+            a = np.asarray([list(r) if _iterable_row(r) else r for r in rows])  # rows of maps
     except (TypeError, ValueError) as e:  # a ragged list, an object numpy cannot read
         raise TypeError(f"{what}: {e}") from None
     if a.dtype.kind == "O":  # Python objects: each must be a real number (None is not NaN)
@@ -59,7 +73,7 @@ cdef object _rows_of(object rows, Py_ssize_t k):
     if a.ndim == 1 and (k == 1 or a.size == 0):  # one input: a row may be a bare number
         a = a.reshape(-1, k)
     if a.ndim != 2 or a.shape[1] != k:
-        raise ValueError(f"Value.evaluate() needs rows of {k} numbers, one a input; got an "
+        raise ValueError(f"Value.evaluate() needs rows of {k} numbers, one for each input; got an "
                          f"array of shape {a.shape}")
     bad = np.flatnonzero(np.isnan(a).any(axis=1))
     if bad.size:

@@ -143,6 +143,24 @@ cdef inline object _apply(unsigned char op, object x, object y):
     return _binary(op, a, b)
 
 
+# The ops upstream micrograd builds the others from: __neg__ is self * -1, __sub__ is
+# self + (-other), __radd__ is self + other, __truediv__ is self * other**-1, ...
+cdef tuple _COMPOSING = ("__add__", "__radd__", "__mul__", "__rmul__", "__pow__", "__neg__")
+
+
+cdef bint _composes(object x) except -1:
+    """Whether x is an instance of a Value subclass that overrides an op upstream builds
+    others from: those others then go through its own, as on upstream. A plain Value (the
+    common case: one type check) and numbers do not."""
+    if type(x) is Value or not isinstance(x, Value):
+        return False
+    t = type(x)
+    for name in _COMPOSING:
+        if getattr(t, name) is not getattr(Value, name):
+            return True
+    return False
+
+
 cdef Value _as_value(object x):
     """x itself if it is a Value (a subclass's instance too), x as a leaf if it is a real
     number; TypeError for anything else."""

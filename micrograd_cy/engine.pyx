@@ -126,6 +126,26 @@ def _use_depth_first(bint on):
     return was
 
 
+cdef dict _slot_values(object v):
+    """What the __slots__ of v's classes below Value hold, by attribute name (a name like
+    __x is stored as _Class__x), as pickle and copy restore them: (dict, slots) states."""
+    values = {}
+    for cls in type(v).__mro__:
+        if cls is Value:
+            break
+        names = cls.__dict__.get("__slots__", ())
+        for name in (names,) if isinstance(names, str) else names:
+            if name in ("__dict__", "__weakref__"):
+                continue
+            if name.startswith("__") and not name.endswith("__"):
+                name = f"_{cls.__name__.lstrip('_')}{name}"
+            try:
+                values[name] = getattr(v, name)
+            except AttributeError:  # never set
+                pass
+    return values
+
+
 def _restore(data, grad, label, cls=Value):
     """Unpickle a Value: a leaf with the same data, grad and label (of class cls, a subclass
     of Value, whose own __init__ is not called: pickle restores its __dict__ after)."""
@@ -266,11 +286,13 @@ Stores a single scalar value and its gradient."""
 
     def __reduce__(self):
         # a pickled Value is a leaf: its graph history is not kept; a subclass's instance
-        # comes back as its class, with its __dict__
+        # comes back as its class, with its __dict__ and what its __slots__ hold
         if type(self) is Value:
             return (_restore, (self._data, self._grad, self.label))
+        state = getattr(self, "__dict__", None) or None
+        slots = _slot_values(self)
         return (_restore, (self._data, self._grad, self.label, type(self)),
-                getattr(self, "__dict__", None) or None)
+                (state, slots) if slots else state)
 
     # -- operators ------------------------------------------------------------
 
@@ -285,9 +307,13 @@ Stores a single scalar value and its gradient."""
         return _apply(MUL, self, other)
 
     def __sub__(self, other):
+        if _composes(self) or _composes(other):  # upstream: self + (-other)
+            return NotImplemented if _coerce(other) is None else self + (-other)
         return _apply(SUB, self, other)
 
     def __truediv__(self, other):
+        if _composes(self) or _composes(other):  # upstream: self * other**-1
+            return NotImplemented if _coerce(other) is None else self * other**-1
         return _apply(DIV, self, other)
 
     def __pow__(self, other, mod):
@@ -310,19 +336,32 @@ Stores a single scalar value and its gradient."""
         out._a = <PyObject*>self
         return _done(out, self._flags & OFF_TAPE, _eval1(POW, self._data, c, &out._data))
 
-    def __neg__(self):  # -self
+    # A subclass that overrides one of the ops upstream builds the others from gets them
+    # built from its own, as upstream's do (each comment names upstream's composition)
+
+    def __neg__(self):  # self * -1
+        if _composes(self):
+            return self * -1
         return _unary(NEG, self)
 
-    def __radd__(self, other):  # other + self
+    def __radd__(self, other):  # self + other
+        if _composes(self):
+            return NotImplemented if _coerce(other) is None else self + other
         return _apply(ADD, other, self)
 
-    def __rmul__(self, other):  # other * self
+    def __rmul__(self, other):  # self * other
+        if _composes(self):
+            return NotImplemented if _coerce(other) is None else self * other
         return _apply(MUL, other, self)
 
-    def __rsub__(self, other):  # other - self
+    def __rsub__(self, other):  # other + (-self)
+        if _composes(self):
+            return NotImplemented if _coerce(other) is None else other + (-self)
         return _apply(SUB, other, self)
 
-    def __rtruediv__(self, other):  # other / self
+    def __rtruediv__(self, other):  # other * self**-1
+        if _composes(self):
+            return NotImplemented if _coerce(other) is None else other * self**-1
         return _apply(DIV, other, self)
 
     def __rpow__(self, other, mod):  # other ** self
@@ -397,7 +436,8 @@ Stores a single scalar value and its gradient."""
         """The outputs' data for each row of input values, in one call: a numpy array.
 
         outputs: a Value, or a sequence of Values; inputs: a sequence of leaves of their
-        graph; rows: N rows of len(inputs) numbers (a list of lists, or an N x k array).
+        graph; rows: N rows of len(inputs) numbers (any iterable of rows, each an iterable
+        of numbers, or an N x k array).
         Returns an array of N numbers for one output Value, else of shape N x len(outputs).
         The graph is built once (e.g. out = model(x) on leaves x) and evaluated in C for
         every row; no gradients. After it, every node's data is computed from the inputs'

@@ -33,6 +33,9 @@ cdef class SGD:
         for i, p in enumerate(items):
             if not isinstance(p, Value):
                 raise TypeError(f"SGD: parameter {i} is {type(p).__name__!r}, not a Value")
+            if not (<Value>p)._flags & READY:  # an __init__ to come could give it children
+                raise ValueError(f"SGD: parameter {i} is a Value whose __init__ has not run "
+                                 f"(or not returned): make it with Value(data)")
             if (<Value>p)._n:
                 raise ValueError(f"SGD: parameter {i} is not a leaf (its op is {p._op!r}): "
                                  f"only leaves can be optimized")
