@@ -5,19 +5,20 @@ how a forward pass is built, never its numbers: a neuron is one fused node,
 Value.dot(w, x, b, relu), summed in micrograd's order (b + w0*x0 + w1*x1 + ...) and then
 ReLU'd, a layer evaluates all its neurons in one call, Value.matvec, and an MLP with one
 output is one node a call, engine.Net, with the numbers of those neurons' nodes.
+
+A layer or an MLP takes those fused paths only while they compute what calling its parts
+would: every neuron exactly a Neuron, every layer exactly a Layer, and Neuron.__call__ and
+Layer.__call__ the ones below (docs/architecture.md: when a fused path may be taken).
+Otherwise it calls its parts, as micrograd does.
 """
-import itertools
+import contextlib
 import math
 import numbers
 import random
 
 from micrograd_cy.engine import Net, Value
 
-# Renewed by every attribute assignment on any module: a layer re-reads its neurons'
-# parameters when it changed since the layer last looked. next() on a count is atomic,
-# so threads never hand out the same value twice.
-_generations = itertools.count(1)
-_generation = 0
+_STALE = (False,)  # the freshness of a cache never read
 
 
 class Module:
@@ -60,10 +61,66 @@ class Module:
     def _shape(self):
         return []
 
+    # A layer or an MLP caches what it read of its parts (which path to take, the neurons'
+    # lists of weights) with a freshness token, [True], which it hands to every module it
+    # read. An attribute set or deleted on one of those marks its readers' tokens stale, and
+    # each reads again at its next call: the cost of a call depends on the model called,
+    # never on what else is written in the process. Caches live in __dict__ directly: a
+    # cache is not a change.
+
     def __setattr__(self, name, value):
-        global _generation
         object.__setattr__(self, name, value)
-        _generation = next(_generations)
+        self._changed()
+
+    def __delattr__(self, name):
+        object.__delattr__(self, name)
+        self._changed()
+
+    def _changed(self):
+        readers = self.__dict__.pop("_readers", None)  # one step: atomic under the GIL
+        if readers:
+            for fresh in readers:
+                fresh[0] = False
+
+    def _read_by(self, fresh):
+        """Mark fresh stale when this module changes (before it is read: a change made
+        while it is read shows at the next call). Safe from threads: a change made while
+        fresh is handed over makes it stale."""
+        readers = self.__dict__.setdefault("_readers", [])
+        for token in [token for token in readers if not token[0]]:  # readers gone stale
+            with contextlib.suppress(ValueError):  # another thread took it first
+                readers.remove(token)
+        readers.append(fresh)
+        if self.__dict__.get("_readers") is not readers:  # a change took the list meanwhile
+            fresh[0] = False
+
+    def __getstate__(self):  # the readers' tokens are not the module's state
+        state = dict(self.__dict__)
+        state.pop("_readers", None)
+        return state
+
+
+def _stock_rows(neurons, fresh):
+    """What Value.matvec needs to compute neurons(x) for each stock neuron, as
+    (rows of weights, biases, relu), or None where calling the neurons could compute
+    something else: a neuron not exactly a Neuron, weights not in a list or a tuple, a
+    nonlinearity flag not a plain number, or neurons of mixed nonlinearity."""
+    if type(neurons) is not tuple:  # a list could change in place unseen
+        return None
+    for n in neurons:
+        if isinstance(n, Module):
+            n._read_by(fresh)
+    if not neurons or any(type(n) is not Neuron for n in neurons):
+        return None
+    rows = tuple(n.w for n in neurons)
+    flags = [n.nonlin for n in neurons]
+    if any(type(w) not in (list, tuple) for w in rows) or \
+            any(type(f) not in (bool, int) for f in flags):
+        return None
+    relus = {bool(f) for f in flags}
+    if len(relus) != 1:
+        return None
+    return rows, tuple(n.b for n in neurons), relus.pop()
 
 
 class Neuron(Module):
@@ -89,32 +146,25 @@ class Neuron(Module):
 class Layer(Module):
     """A layer of neurons. `neurons` is a tuple: replace it whole, and the layer notices."""
 
-    _seen = None  # the generation its cache was read at (_read_neurons); None: never read
+    _fresh = _STALE
 
     def __init__(self, nin, nout, **kwargs):
         self.neurons = tuple(Neuron(nin, **kwargs) for _ in range(nout))
 
     def __call__(self, x):
-        if self._seen != _generation:
+        if not self._fresh[0]:
             self._read_neurons()
-        if self._relu is None:  # neurons differ in nonlinearity: one at a time
+        if self._matvec is None or Neuron.__call__ is not _NEURON_CALL:
             out = [n(x) for n in self.neurons]
         else:
-            out = Value.matvec(self._w, x, self._b, self._relu)
+            rows, biases, relu = self._matvec
+            out = Value.matvec(rows, x, biases, relu)
         return out[0] if len(out) == 1 else out
 
     def _read_neurons(self):
-        seen = _generation  # before reading: a change made meanwhile shows next call
-        nonlins = {bool(n.nonlin) for n in self.neurons}
-        # written to __dict__ directly: a cache is not a change of structure
-        self.__dict__.update(
-            # tuples, which Value.matvec takes without a copy; of the neurons' own lists of
-            # weights, so that edits to those show
-            _w=tuple(n.w for n in self.neurons),
-            _b=tuple(n.b for n in self.neurons),
-            _relu=nonlins.pop() if len(nonlins) == 1 else None,
-            _seen=seen,
-        )
+        fresh = [True]
+        self._read_by(fresh)
+        self.__dict__.update(_matvec=_stock_rows(self.neurons, fresh), _fresh=fresh)
 
     def __getstate__(self):
         return {"neurons": self.neurons}
@@ -135,7 +185,7 @@ class Layer(Module):
 class MLP(Module):
     """A multi-layer perceptron. `layers` is a tuple: replace it whole, and the MLP notices."""
 
-    _seen = None  # the generation _net was chosen at (_read_layers); None: never
+    _fresh = _STALE
 
     def __init__(self, nin, nouts):
         sz = [nin] + nouts
@@ -143,30 +193,33 @@ class MLP(Module):
                             for i in range(len(nouts)))
 
     def __call__(self, x):
-        if self._seen != _generation:
+        if not self._fresh[0]:
             self._read_layers()
-        if self._net is not None:
+        if self._net is not None and Layer.__call__ is _LAYER_CALL \
+                and Neuron.__call__ is _NEURON_CALL:
             return self._net(x)
         for layer in self.layers:
             x = layer(x)
         return x
 
     def _read_layers(self):
-        seen = _generation  # before reading: a change made meanwhile shows next call
+        """One node a call (Net) where layer by layer would be Value.matvec's on each: stock
+        Layers of stock neurons, each of one nonlinearity, one output at the end and none
+        before (a layer of one neuron gives a Value, not a list, which the next cannot take)."""
+        fresh = [True]
+        self._read_by(fresh)
         net = None
         layers = self.layers
-        # one node a call when layer by layer would be Value.matvec's on each: plain Layers,
-        # each of one nonlinearity, one output at the end and none before (a layer of one
-        # neuron gives a Value, not a list, which the next layer cannot take)
-        if layers and all(type(layer).__call__ is Layer.__call__ for layer in layers):
+        if type(layers) is tuple and layers:
             for layer in layers:
-                if layer._seen != _generation:
-                    layer._read_neurons()
-            if (all(layer._relu is not None for layer in layers)
-                    and len(layers[-1]._w) == 1
-                    and all(len(layer._w) != 1 for layer in layers[:-1])):
-                net = Net([(layer._w, layer._b, layer._relu) for layer in layers])
-        self.__dict__.update(_net=net, _seen=seen)  # a cache is not a change of structure
+                if isinstance(layer, Module):
+                    layer._read_by(fresh)
+            if all(type(layer) is Layer for layer in layers):
+                found = [_stock_rows(layer.neurons, fresh) for layer in layers]
+                if (None not in found and len(found[-1][0]) == 1
+                        and all(len(rows) != 1 for rows, _, _ in found[:-1])):
+                    net = Net(found)
+        self.__dict__.update(_net=net, _fresh=fresh)
 
     def __getstate__(self):
         return {"layers": self.layers}
@@ -182,3 +235,8 @@ class MLP(Module):
 
     def __repr__(self):
         return f"MLP of [{', '.join(str(layer) for layer in self.layers)}]"
+
+
+# the stock calls, which the fused paths reproduce: a class patched with another is called
+_NEURON_CALL = Neuron.__call__
+_LAYER_CALL = Layer.__call__
