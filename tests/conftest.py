@@ -119,10 +119,12 @@ def ValueImpl(request):
     return request.param
 
 
-def run_probe(code):
-    """Run code in a fresh interpreter; a crash there fails the test instead of killing it.
-    (From a neutral folder: in the clone, `-c` would import the unbuilt source folder.)"""
+def run_probe(code, env=None):
+    """Run code in a fresh interpreter (with env added to the environment); a crash there
+    fails the test instead of killing it. (From a neutral folder: in the clone, `-c` would
+    import the unbuilt source folder.)"""
     out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                         text=True, timeout=120, cwd=tempfile.gettempdir())
+                         text=True, timeout=120, cwd=tempfile.gettempdir(),
+                         env=None if env is None else {**os.environ, **env})
     assert out.returncode == 0, f"exit {out.returncode}\n{out.stdout}\n{out.stderr[-3000:]}"
     return out.stdout

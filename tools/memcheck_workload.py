@@ -1,6 +1,6 @@
 """A workload for memory checkers: every public path of the engine, errors included.
 
-Run by tools/memcheck.sh under valgrind memcheck; runs standalone too (python tools/memcheck_workload.py).
+Run by tools/memcheck.py under valgrind memcheck; runs standalone too (python tools/memcheck_workload.py).
 """
 import copy
 import math
@@ -257,6 +257,63 @@ def net():
             pass
 
 
+def callbacks_and_threads():
+    """Python code inside the engine running engine operations: a walk that hands over across
+    a build under way (from a number's float(), and from another thread) and across a node
+    being freed (from a subclass child's __del__ and a weakref callback)."""
+    import sys
+    import threading
+    import weakref
+
+    a = Value(1.0)
+    start = a * 1.0
+    junk = [a * 2.0 for _ in range(300)]  # the walk below passes them: it hands over
+
+    def walk_across():
+        u = start + 1.0
+        u.backward()
+        junk.append(Value(3.0) * 2.0)  # an allocation, which may reuse freed memory
+
+    class Walks(float):
+        def __float__(self):
+            walk_across()
+            return float.__float__(self)
+
+    class Child(Value):
+        def __del__(self):
+            if self.data == 2.0:
+                walk_across()
+
+    model = nn.MLP(2, [3, 1])
+    model([Walks(0.5), 0.25]).backward()
+    Value.sum([a, Walks(1.0), 2.0]).backward()
+    hooks = []
+    for _ in range(3):
+        s1, s2, s3 = Child(1.0), Child(2.0), Child(3.0)
+        hooks.append(weakref.ref(s3, lambda _: walk_across()))
+        top = (s1 + s2 + s3) * 1.0
+        del s1, s2, s3
+        del top  # frees s1, then s2 (its __del__ walks), then s3 (its callback walks)
+
+    was = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    stop = threading.Event()
+
+    def walker():
+        while not stop.is_set():
+            walk_across()
+
+    thread = threading.Thread(target=walker)
+    thread.start()
+    try:
+        for _ in range(20):
+            model([Walks(0.1), Walks(0.2)]).backward()
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(was)
+
+
 def main(scale=1):
     for _ in range(scale):
         ops()
@@ -265,6 +322,7 @@ def main(scale=1):
         hand_over_and_hostile()
         optim_and_subclass()
         net()
+        callbacks_and_threads()
     deep_and_wide(20000 * scale)
     training(5 * scale)
     print("workload done")

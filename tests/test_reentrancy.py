@@ -1,0 +1,181 @@
+"""Python code running inside the engine: a number's __float__ in the middle of a build, a
+subclass child's __del__ or weakref callback in the middle of a free, another thread taking
+the GIL at either. Any of them may run any engine operation; the engine must never let a
+walk meet a node half built or half freed (docs/architecture.md: Python code inside the
+engine). Crashes are probed in a child interpreter, under Python's debug allocator, which
+fills freed memory so that a read of it goes wrong at once."""
+import math
+import textwrap
+
+import pytest
+
+from conftest import close, run_probe
+from micrograd_cy import Value
+
+# A graph whose backward() walk hands over to a depth-first search across the stretch of
+# tape where the engine is at work: `start` is built first, then 400 unrelated nodes kept
+# alive, and the walk of `start + 1 + 1 + 1`, made later, passes them all.
+HAND_OVER = """
+from micrograd_cy import Value
+a = Value(1.0)
+start = a * 1.0
+junk = [a * 2.0 for _ in range(400)]
+
+def walk_across():
+    u = start
+    for _ in range(3):
+        u = u + 1.0
+    u.backward()
+    assert a.grad == 1.0, a.grad
+    a.grad = 0.0
+"""
+
+
+def probe(code):
+    return run_probe(HAND_OVER + textwrap.dedent(code), env={"PYTHONMALLOC": "debug"})
+
+
+def test_a_walk_from_a_float_inside_a_net_call_never_meets_the_half_built_node():
+    out = probe("""
+    from micrograd_cy.nn import MLP
+    class Walks(float):
+        def __float__(self):
+            walk_across()
+            return 0.5
+    m = MLP(2, [4, 4, 1])
+    y = m([Walks(0.5), 0.3])
+    assert y.data == m([0.5, 0.3]).data
+    print("ok")
+    """)
+    assert out.strip() == "ok"
+
+
+@pytest.mark.parametrize("build", [
+    "Value.sum([Walks(0.5), a, 2.0])",
+    "Value.dot([a, Walks(0.5)], [a, 3.0], 1.0)",
+    "Value.matvec([[a, a]], [Walks(0.5), 3.0], [1.0])[0]",
+    "a ** Walks(2.0)",
+])
+def test_a_walk_from_a_float_inside_any_builder_is_sound(build):
+    out = probe(f"""
+    class Walks(float):
+        def __float__(self):
+            walk_across()
+            return float.__float__(self)
+    y = {build}
+    y.backward()
+    print(y.data)
+    """)
+    assert math.isfinite(float(out))
+
+
+@pytest.mark.parametrize("hook", ["__del__", "weakref"])
+def test_a_walk_from_a_child_dying_inside_a_free_never_meets_freed_children(hook):
+    # the parent releases s1 (its memory freed at once), then s2, whose hook walks the tape
+    # across the parent's entry: it must not read s1 through the parent
+    out = probe(f"""
+    import weakref
+    class Child(Value):
+        pass
+    hooks = []
+    def hook(*_):
+        walk_across()
+        junk.append(Value(5.0) * 2.0)  # allocations in the hook reuse the freed memory
+    s1, s2 = Child(1.0), Child(2.0)
+    if {hook!r} == "__del__":
+        Child.__del__ = lambda self: hook() if self.data == 2.0 else None
+    else:
+        hooks.append(weakref.ref(s2, hook))
+    parent = s1 + s2
+    top = parent * 1.0
+    del s1, s2, parent
+    for _ in range(3):
+        del top
+        s1, s2 = Child(1.0), Child(2.0)
+        if hooks:
+            hooks.append(weakref.ref(s2, hook))
+        parent = s1 + s2
+        top = parent * 1.0
+        del s1, s2, parent
+    del top
+    print("ok", len(junk))
+    """)
+    assert out.split()[0] == "ok"
+
+
+def test_a_node_built_inside_a_build_stands_below_it_on_the_tape(torch):
+    # reading the list's second item builds c and puts it in the third slot: the sum has c
+    # as a child though c was made after the sum started; the walk must still meet c after
+    # the sum, or c's and t's grads are wrong (the leaves' come out right either way)
+    a, b = Value(1.5), Value(-0.7)
+    made = {}
+
+    class Builds(float):
+        def __float__(self):
+            t = a * b
+            c = t.tanh()
+            made.update(t=t, c=c)
+            items[2] = c
+            return 2.0
+
+    items = [a, Builds(2.0), None]
+    s = Value.sum(items)
+    c = made["c"]
+    (s * c + c).backward()
+
+    ta = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
+    tb = torch.tensor(-0.7, dtype=torch.float64, requires_grad=True)
+    tt = ta * tb
+    tc = tt.tanh()
+    for t in (tt, tc):
+        t.retain_grad()
+    ts = ta + 2.0 + tc
+    (ts * tc + tc).backward()
+    for ours, theirs in [(c, tc), (made["t"], tt), (a, ta), (b, tb)]:
+        assert close(ours.grad, theirs.grad.item())
+
+
+def test_a_thread_walking_while_another_reads_slow_numbers_into_a_net():
+    # a number whose float() runs Python code lets the GIL pass to the other thread in the
+    # middle of a build; this one runs long enough that the other thread's walks, which hand
+    # over across every node built since `junk`, often meet the build under way
+    out = run_probe(HAND_OVER + """
+import random, sys, threading
+from micrograd_cy.nn import MLP
+sys.setswitchinterval(1e-6)
+
+class Slow(float):
+    def __float__(self):
+        sum(range(300))
+        return float.__float__(self)
+
+def train(model, out):
+    rng = random.Random(1)
+    for _ in range(150):
+        y = model([Slow(rng.randint(-20, 20) / 7) for _ in range(2)])
+        model.zero_grad()
+        y.backward()
+        out.append((y.data, [p.grad for p in model.parameters()]))
+
+def model():
+    random.seed(1)
+    return MLP(2, [16, 16, 1])
+
+alone = []
+train(model(), alone)
+stop = False
+def walker():
+    while not stop:
+        walk_across()
+thread = threading.Thread(target=walker)
+thread.start()
+together = []
+try:
+    train(model(), together)
+finally:
+    stop = True
+    thread.join()
+assert together == alone
+print("ok")
+""")
+    assert out.strip() == "ok"
