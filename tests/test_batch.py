@@ -90,6 +90,18 @@ def test_an_empty_batch_gives_an_empty_array():
     assert Value.evaluate(out[0], x, np.empty((0, 2))).shape == (0,)
 
 
+@pytest.mark.parametrize("rows", [
+    lambda: ([r, r + 1.0] for r in range(4)),          # a generator of lists
+    lambda: map(lambda r: (r, r + 1.0), range(4)),     # a map of tuples
+    lambda: [map(float, (r, r + 1)) for r in range(4)],  # a list of maps
+    lambda: (iter((r, r + 1.0)) for r in range(4)),    # a generator of iterators
+])
+def test_any_iterable_of_rows_of_numbers_is_taken(rows):
+    model, x, out = model_and_graph((4, 1))
+    want = Value.evaluate(out, x, [[r, r + 1.0] for r in range(4)])
+    assert np.array_equal(Value.evaluate(out, x, rows()), want)
+
+
 @pytest.mark.parametrize("bad, error, match", [
     ([[1.0, 2.0, 3.0]], ValueError, "rows of 2 numbers"),
     ([1.0, 2.0], ValueError, "rows of 2 numbers"),

@@ -355,6 +355,50 @@ def test_subclass_instances_pickle_and_copy_as_their_class():
         _restore(1.0, 0.0, "", int)
 
 
+class Slotted(Value):
+    __slots__ = ("tag", "__hidden")
+
+    def __init__(self, data, tag):
+        super().__init__(data)
+        self.tag, self.__hidden = tag, [tag]
+
+
+def test_what_a_subclasss_slots_hold_survives_pickle_and_copy():
+    import copy
+
+    s = Slotted(1.5, "x")
+    for c in (pickle.loads(pickle.dumps(s)), copy.copy(s), copy.deepcopy(s)):
+        assert type(c) is Slotted and (c.data, c.tag, c._Slotted__hidden) == (1.5, "x", ["x"])
+    assert copy.deepcopy(s)._Slotted__hidden is not s._Slotted__hidden
+
+
+def non_negative(V):
+    """upstream users' subclass: a product through ReLU, as a method of its own"""
+    class NonNeg(V):
+        def __mul__(self, other):
+            return V.__mul__(self, other).relu()
+    return NonNeg
+
+
+def shifted(V):
+    class Shifted(V):
+        def __add__(self, other):
+            return V.__add__(V.__add__(self, other), 1.0)
+    return Shifted
+
+
+@pytest.mark.parametrize("make", [non_negative, shifted])
+def test_the_ops_upstream_composes_go_through_a_subclasss_own(make):
+    results = {}
+    for V in (Value, micrograd.engine.Value):
+        S = make(V)
+        x, y = S(-3.0), S(2.5)
+        exprs = [x * 2, 2 * x, -x, x - 1, 1 - x, x / 2, 2 / x, x + 2, 2 + x, x - y, Value(1.0) - x
+                 if V is Value else V(1.0) - x, x * y]
+        results[V] = [float(e.data) for e in exprs]
+    assert results[Value] == results[micrograd.engine.Value]
+
+
 def test_subclass_instances_free_through_their_type():
     # a node that holds the last reference to a subclass's instance must free it through
     # CPython's subtype dealloc: freed as a plain node, its __del__ never runs, its __dict__

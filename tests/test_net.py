@@ -4,6 +4,7 @@ walk and its replay, to rounding on a depth-first order), PyTorch's gradients, a
 use: weights replaced, lists resized, numbers that run code, a Net made or called the wrong
 way."""
 import copy
+import gc
 import math
 import numbers
 import pickle
@@ -463,3 +464,135 @@ def test_weights_are_released_with_the_graphs_and_the_model():
     del model
     assert sys.getrefcount(w) == 2
     engine._check_invariants()
+
+
+# -- the fused paths only where they compute what the plain code does ------------------------
+
+class SqNeuron(nn.Neuron):
+    """A neuron with its own __call__: its output squared."""
+
+    def __call__(self, x):
+        return sum((wi * xi for wi, xi in zip(self.w, x)), self.b) ** 2
+
+
+def upstream_call(model, x):
+    """model(x) as upstream's nn.py computes it: each layer calls each neuron."""
+    for layer in model.layers:
+        x = [n(x) for n in layer.neurons]
+        x = x[0] if len(x) == 1 else x
+    return x
+
+
+@pytest.mark.parametrize("nouts", [[3, 1], [3, 2]])
+def test_a_neuron_subclass_with_its_own_call_is_called(nouts):
+    random.seed(4)
+    model = nn.MLP(2, nouts)
+    layer = model.layers[0]
+    layer.neurons = (SqNeuron(2),) + layer.neurons[1:]
+    x = [0.7, -1.3]
+    ours, theirs = model(x), upstream_call(model, x)
+    for a, b in zip(ours if isinstance(ours, list) else [ours],
+                    theirs if isinstance(theirs, list) else [theirs]):
+        assert a.data == b.data
+    assert layer(x)[0].data == SqNeuron.__call__(layer.neurons[0], x).data
+
+
+def test_a_neuron_whose_class_changes_is_called_as_its_new_class():
+    random.seed(5)
+    model = nn.MLP(2, [3, 1])
+    x = [0.7, -1.3]
+    model(x)
+    model.layers[0].neurons[1].__class__ = SqNeuron
+    assert model(x).data == upstream_call(model, x).data
+
+
+@pytest.mark.parametrize("patched", ["Neuron", "Layer"])
+def test_a_patched_call_is_called_and_the_fused_path_comes_back_after(patched, monkeypatch):
+    random.seed(6)
+    model = nn.MLP(2, [3, 3, 1])
+    x = [0.7, -1.3]
+    fused = model(x)
+    assert fused._op == "mlp"
+    if patched == "Neuron":
+        monkeypatch.setattr(nn.Neuron, "__call__", SqNeuron.__call__)
+    else:
+        monkeypatch.setattr(nn.Layer, "__call__",
+                            lambda self, x: [(n(x) * 2.0) for n in self.neurons][0]
+                            if len(self.neurons) == 1 else [n(x) * 2.0 for n in self.neurons])
+    assert model(x).data == layered(model, x).data != fused.data  # layer(x): the patch
+    monkeypatch.undo()
+    assert model(x).data == fused.data and model(x)._op == "mlp"
+
+
+def test_a_net_re_initialized_to_other_nonlinearities_computes_them():
+    # the same weights, ReLU flags off: a PARAMS read for the old flags must not be kept
+    w1 = [[Value(-1.0)], [Value(2.0)]]
+    b1 = [Value(0.0), Value(0.0)]
+    w2 = [[Value(1.0), Value(1.0)]]
+    b2 = [Value(0.0)]
+    net = Net([(w1, b1, True), (w2, b2, False)])
+    assert net([1.0]).data == 2.0  # relu(-1) + relu(2)
+    net.__init__([(w1, b1, False), (w2, b2, False)])
+    assert net([1.0]).data == 1.0  # -1 + 2
+
+
+def test_a_net_re_initialized_to_other_nonlinearities_during_its_call():
+    # a garbage collector's callback runs Net.__init__ while the call reads the weights: that
+    # call's node is the old network, whole; the next computes the new one, though the
+    # weights are the same (rows of 25: copying them allocates past the tuple free list,
+    # where CPython 3.9-3.11 may collect; 3.12+ collects between bytecodes only)
+    pad = [Value(0.0)] * 24
+    w1 = [[Value(-1.0)] + pad, [Value(2.0)] + pad]
+    b1 = [Value(0.0), Value(0.0)]
+    w2 = [[Value(1.0), Value(1.0)]]
+    b2 = [Value(0.0)]
+    linear = [(w1, b1, False), (w2, b2, False)]
+    net = Net([(w1, b1, True), (w2, b2, False)])
+    fired = []
+
+    def reinitialize(phase, info):
+        if not fired:
+            fired.append(phase)
+            net.__init__(linear)
+
+    x = [1.0] + [0.0] * 24
+    threshold = gc.get_threshold()
+    gc.callbacks.append(reinitialize)
+    gc.set_threshold(1)  # a collection at the call's first allocations
+    try:
+        first = net(x)
+    finally:
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(reinitialize)
+    if not fired:
+        pytest.skip(f"CPython {sys.version_info[:2]} collected at no allocation inside the call")
+    assert first.data == 2.0
+    assert net(x).data == 1.0
+
+
+def test_a_write_to_an_unrelated_module_keeps_the_models_cache():
+    # the cost of a call depends only on the model called (benchmarks: "unrelated" row)
+    random.seed(7)
+    model, other = nn.MLP(2, [4, 4, 1]), nn.MLP(2, [4, 1])
+    x = [0.5, 0.25]
+    model(x)
+    model.layers[0](x)
+    net, matvec = model._net, model.layers[0]._matvec
+    for target in (other, other.layers[0], other.layers[0].neurons[0]):
+        target.note = 1
+        model(x)
+        model.layers[0](x)
+        assert model._net is net and model.layers[0]._matvec is matvec
+    model.layers[1].neurons[2].w = [Value(1.0)] * 4  # its own neuron: read again, and used
+    assert model(x).data == layered(model, x).data and model._net is not net
+
+
+def test_freshness_tokens_do_not_pile_up_on_a_module_written_every_call():
+    random.seed(8)
+    model = nn.MLP(2, [3, 1])
+    neuron = model.layers[0].neurons[0]
+    for i in range(100):
+        model.layers[0].note = i  # the layer re-reads its neurons at each call
+        model([0.1, 0.2])
+    assert len(neuron.__dict__["_readers"]) <= 3
+    assert "_readers" not in pickle.loads(pickle.dumps(neuron)).__dict__

@@ -72,6 +72,14 @@ def test_bad_parameters_and_rates_are_refused(params, lr, error, match):
         SGD(params(), lr)
 
 
+def test_a_value_whose_init_has_not_run_is_refused():
+    bare = Value.__new__(Value)
+    with pytest.raises(ValueError, match="parameter 0 is a Value whose __init__ has not run"):
+        SGD([bare])
+    bare.__init__(3.0, (Value(1.0), Value(2.0)), "op")  # would have become an interior node
+    assert bare._op == "op"
+
+
 def test_a_parameter_given_twice_is_refused_and_bad_step_rates_change_nothing():
     a = Value(1.0)
     with pytest.raises(ValueError, match="parameter 1 appears twice"):
