@@ -16,6 +16,9 @@
 #     for a NET's PARAMS: always OFF_TAPE, and never walked (the NET reaches its weights).
 #   - Marks: no node carries EXPANDED or PLACED (order.pxi sets them only inside a call).
 #   - Freeing: _pending is empty and _draining is false.
+# Python code may run in the middle of a build or a free (docs/architecture.md); while it
+# does, an op node being built is not READY and has no tape flag (it joins the tape when
+# complete: _join), and a node being freed (refcount 0) has no children and no tape flag.
 # Every allocation goes through _alloc/_realloc (or the slab mapper), which the debug build
 # can make fail on demand (debug.pxi), so each out-of-memory path is tested.
 
