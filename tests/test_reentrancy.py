@@ -179,3 +179,80 @@ assert together == alone
 print("ok")
 """)
     assert out.strip() == "ok"
+
+
+def stress(seed, models, shared, steps):
+    """One thread's work: train its own MLP on inputs of every kind (floats, Fractions,
+    numpy scalars, Values), with the shared MLP's output in the loss; backward(), a replay
+    (forward() then backward()), evaluate, SGD; old graphs kept and dropped at random.
+    Returns every number it saw."""
+    import random
+    from fractions import Fraction
+
+    import numpy as np
+
+    from micrograd_cy.optim import SGD
+
+    rng = random.Random(seed)
+    model = models[seed]
+    opt = SGD(model.parameters(), lr=0.05)
+    kept, seen = [], []
+    kinds = [float, lambda v: Fraction(v).limit_denominator(1000), np.float64, Value]
+    for _ in range(steps):
+        x = [rng.choice(kinds)(rng.uniform(-2, 2)) for _ in range(2)]
+        target = rng.choice((-1.0, 1.0))
+        loss = (1 + -target * (model(x) + 0.1 * shared(x))).relu() + 1e-3 * sum(
+            p * p for p in model.parameters()[:8])
+        opt.zero_grad()
+        loss.backward()
+        seen += [loss.data] + [p.grad for p in model.parameters()]
+        leaves = [Value(v.data if isinstance(v, Value) else float(v)) for v in x]
+        out = model(leaves)
+        seen += list(Value.evaluate(out, leaves, [[0.5, -0.5], [1.0, 2.0]]))
+        leaves[0].data = 0.25
+        out.forward()
+        out.backward()
+        seen += [out.data, leaves[0].grad]
+        opt.step()
+        kept.append(loss if rng.random() < 0.5 else out)
+        if len(kept) > 3:
+            del kept[rng.randrange(len(kept))]
+    return seen
+
+
+def test_threads_training_sharing_a_model_get_the_numbers_of_one_thread():
+    """Several threads, their own models and one shared, every kind of input and operation;
+    on the debug build (tests/test_debug_build.py) every call also checks the invariants."""
+    import random
+    import sys
+    import threading
+
+    from micrograd_cy import nn
+
+    def models():
+        random.seed(11)
+        return {seed: nn.MLP(2, [8, 8, 1]) for seed in range(4)}, nn.MLP(2, [4, 1])
+
+    own, shared = models()
+    alone = {seed: stress(seed, own, shared, 25) for seed in own}
+    own, shared = models()
+    together, errors = {}, []
+
+    def run(seed):
+        try:
+            together[seed] = stress(seed, own, shared, 25)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    was = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        threads = [threading.Thread(target=run, args=(seed,)) for seed in own]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(was)
+    assert not errors, errors
+    assert together == alone
