@@ -52,7 +52,10 @@ def draw_dot(root, format="svg", rankdir="LR", max_nodes=2000):
 
 
 def render(dot, path):
-    """Render a Digraph to path; the format is the path's suffix (.svg, .png, .pdf)."""
+    """Render a Digraph to path; the format is the path's suffix (.svg, .png, .pdf).
+
+    Writes path and no other file: the source goes to `dot` through a pipe (graphviz's
+    render() would write, and then delete, a `.gv` file of the user's beside it)."""
     import os
 
     import graphviz
@@ -60,10 +63,17 @@ def render(dot, path):
     if not suffix:
         raise ValueError(f"{path!r} has no suffix to tell the format (.svg, .png, .pdf)")
     try:
-        return dot.render(outfile=path, format=suffix, cleanup=True)
+        drawing = dot.pipe(format=suffix, quiet=True)
     except graphviz.ExecutableNotFound:
         raise GraphvizMissing("rendering needs Graphviz's `dot` program on the PATH: "
                               "apt-get install graphviz (or brew install graphviz)") from None
+    except graphviz.CalledProcessError as e:
+        said = e.stderr.decode(errors="replace").strip().splitlines() if e.stderr else []
+        raise RuntimeError(f"Graphviz's `dot` failed drawing {path!r}"
+                           + (f": {said[0]}" if said else "")) from None
+    with open(path, "wb") as f:
+        f.write(drawing)
+    return path
 
 
 def neuron():

@@ -266,3 +266,71 @@ def test_help_and_graph_need_no_numpy(tmp_path):
     if shutil.which("dot"):
         out = command("graph", "--out", "g.svg")
         assert out.returncode == 0 and (tmp_path / "g.svg").read_text().startswith("<?xml")
+
+
+FAKE_DOT = """#!{python}
+# Graphviz's dot, as far as micrograd-cy graph uses it: DOT from the file named last or from
+# stdin, an SVG to -o's file or to stdout
+import sys
+args = sys.argv[1:]
+source = open(args[-1]).read() if args and not args[-1].startswith("-") else sys.stdin.read()
+svg = '<?xml version="1.0"?>\\n<svg xmlns="http://www.w3.org/2000/svg"><!-- %d --></svg>\\n'
+if "-o" in args:
+    open(args[args.index("-o") + 1], "w").write(svg % len(source))
+else:
+    sys.stdout.write(svg % len(source))
+"""
+
+
+def fake_dot(folder):
+    """A folder holding a stand-in for Graphviz's dot (none is installed here), for PATH."""
+    folder.mkdir()
+    dot = folder / "dot"
+    dot.write_text(FAKE_DOT.format(python=sys.executable))
+    dot.chmod(0o755)
+    return folder
+
+
+def test_graph_writes_the_file_named_and_no_other(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(fake_dot(tmp_path / "bin")))
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "mygraph.gv").write_bytes(b"the user's own file\n")
+    assert cli.main(["graph", "--out", str(work / "mygraph.svg")]) == 0
+    assert (work / "mygraph.gv").read_bytes() == b"the user's own file\n"
+    assert sorted(p.name for p in work.iterdir()) == ["mygraph.gv", "mygraph.svg"]
+    assert (work / "mygraph.svg").read_text().startswith("<?xml")
+
+
+def test_graph_when_dot_fails_says_so_in_one_line(capsys, tmp_path, monkeypatch):
+    failing = tmp_path / "bin"
+    failing.mkdir()
+    (failing / "dot").write_text("#!/bin/sh\necho 'Error: no layout today' >&2\nexit 1\n")
+    (failing / "dot").chmod(0o755)
+    monkeypatch.setenv("PATH", str(failing))
+    work = tmp_path / "work"
+    work.mkdir()
+    assert cli.main(["graph", "--out", str(work / "g.svg")]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Error: no layout today" in err, err
+    assert list(work.iterdir()) == []
+
+
+def folder_contents(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_graph_without_dot_says_so_and_leaves_the_folder_as_it_was(tmp_path):
+    no_dot = tmp_path / "bin"
+    no_dot.mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    env = dict(os.environ, PATH=str(no_dot))
+    for existing in [{}, {"neuron.gv": b"the user's own file\n"}]:
+        for name, content in existing.items():
+            (work / name).write_bytes(content)
+        out = subprocess.run([sys.executable, "-m", "micrograd_cy", "graph"], capture_output=True,
+                             text=True, cwd=work, env=env, timeout=120)
+        assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+        assert "Graphviz's `dot` program" in out.stderr
+        assert folder_contents(work) == existing
