@@ -177,12 +177,16 @@ def _train(args):
     epochs = args.epochs or (defaults.epochs if args.steps is None else None)
     steps = args.steps if args.steps is not None else (
         epochs * per_epoch if epochs else defaults.steps)
-    if not args.load:
+    rows = batch or len(data.X)  # samples in a step's graph
+    if args.load:  # checked, its memory too, before anything is built
+        sizes, state = _read_model(args.load, data, args.hidden, rows)
+    else:
         outputs = 1 if data.classes == 2 else data.classes
-        _check_fits([data.features, *(args.hidden or defaults.hidden), outputs],
-                    batch or len(data.X))
-    model = (_load_model(args.load, data, args.hidden) if args.load
-             else train.make_model(data, args.hidden or defaults.hidden, args.seed))
+        sizes, state = [data.features, *(args.hidden or defaults.hidden), outputs], None
+        _check_fits(sizes, rows)
+    model = train.make_model(data, sizes[1:-1], args.seed)
+    if state is not None:
+        _load_state(args.load, model, state)
     bar = _progress(steps, args.dataset, args.quiet or steps == 0)
 
     def on_step(k, loss, accuracy):
@@ -228,15 +232,23 @@ def _available_memory():
         return None
 
 
+# No memory holds a layer wider than this (72 TiB for its biases alone); the sums below, of
+# narrower ones, stay within what a float shows.
+WIDEST = 2**40
+
+
 def _check_fits(sizes, batch):
     """Refuse, before building anything, a model or step graph the memory cannot hold."""
+    if max(sizes) > WIDEST:
+        raise UsageError(f"MLP{_brief(tuple(sizes))} has a layer of more than {WIDEST:,} "
+                         f"neurons, wider than any memory holds")
     layers = list(zip(sizes, sizes[1:]))
     parameters = sum((n_in + 1) * n_out for n_in, n_out in layers)
     graph = batch * sum(n_out * (NODE_BYTES + CHILD_BYTES * (2 * n_in + 1)) for n_in, n_out in layers)
     need = parameters * PARAMETER_BYTES + graph
     have = _available_memory()
     if have is not None and need > have:
-        raise UsageError(f"MLP{tuple(sizes)} has {parameters:,} parameters and builds "
+        raise UsageError(f"MLP{_brief(tuple(sizes))} has {parameters:,} parameters and builds "
                          f"{graph / 2**30:,.1f} GiB of graph a step: {need / 2**30:,.1f} GiB "
                          f"in all, more than the {have / 2**30:,.1f} GiB this machine has free")
 
@@ -254,35 +266,74 @@ def _save_model(path, data, model):
         json.dump(document, f)
 
 
-def _load_model(path, data, hidden):
-    from micrograd_cy import nn
+def _read_model(path, data, hidden, rows):
+    """(sizes, state) of a model file written by --save, for training on data with `rows`
+    samples a step. All of it is checked, the memory its MLP needs too, before anything is
+    built; every message names the file and keeps to one line, however large the file."""
     try:
         with open(path) as f:
             document = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (ValueError, RecursionError) as e:  # not UTF-8, not JSON, nested too deep
         raise UsageError(f"{path} is not a model written by --save ({e})") from None
     if not isinstance(document, dict) or document.get("format") != MODEL_FORMAT:
         raise UsageError(f"{path} is not a model written by --save")
     if document.get("version") != MODEL_VERSION:
-        raise UsageError(f"{path} is a model of format version {document.get('version')!r}; "
+        raise UsageError(f"{path} is a model of format version {_brief(document.get('version'))}; "
                          f"this micrograd-cy reads version {MODEL_VERSION}")
     sizes = document.get("sizes")
-    if (not isinstance(sizes, list) or len(sizes) < 2
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes)):
+    if not isinstance(sizes, list) or len(sizes) < 2 or not all(map(_is_count, sizes)):
         raise UsageError(f"{path}: 'sizes' must list positive layer sizes")
     outputs = 1 if data.classes == 2 else data.classes
     if sizes[0] != data.features or sizes[-1] != outputs:
-        raise UsageError(f"{path} holds a model for {sizes[0]} inputs and {sizes[-1]} outputs; "
-                         f"{data.name} needs {data.features} and {outputs}")
+        raise UsageError(f"{path} holds a model for {_brief(sizes[0])} inputs and "
+                         f"{_brief(sizes[-1])} outputs; {data.name} needs {data.features} "
+                         f"and {outputs}")
     if hidden is not None and list(hidden) != sizes[1:-1]:
         raise UsageError(f"--hidden {','.join(map(str, hidden))} differs from the loaded "
-                         f"model's {','.join(map(str, sizes[1:-1]))}")
-    model = nn.MLP(sizes[0], sizes[1:])
+                         f"model's hidden sizes {_brief(sizes[1:-1])}")
+    _check_fits(sizes, rows)
+    state = document.get("state")
+    if not _is_state_of(state, sizes):
+        raise UsageError(f"{path}: its state does not match its sizes {_brief(sizes)} "
+                         f"(a state_dict() of that MLP)")
+    return sizes, state
+
+
+def _is_count(x):
+    return isinstance(x, int) and not isinstance(x, bool) and x > 0
+
+
+def _is_state_of(state, sizes):
+    """Whether state has the form of MLP(sizes[0], sizes[1:]).state_dict(): a shape listing
+    each neuron's number of inputs, layer by layer, and a weight an input and a bias a
+    neuron. Read from the file's data alone: nothing as large as the MLP is made."""
+    if not isinstance(state, dict) or set(state) != {"shape", "parameters"}:
+        return False
+    shape, parameters = state["shape"], state["parameters"]
+    layers = list(zip(sizes, sizes[1:]))
+    if not isinstance(shape, list) or len(shape) != len(layers):
+        return False
+    for neurons, (n_in, n_out) in zip(shape, layers):
+        if not isinstance(neurons, list) or len(neurons) != n_out:
+            return False
+        if not all(_is_count(n) and n == n_in for n in neurons):
+            return False
+    return (isinstance(parameters, list)
+            and len(parameters) == sum((n_in + 1) * n_out for n_in, n_out in layers))
+
+
+def _load_state(path, model, state):
+    """Set the model's parameters from the file's state (its form already checked)."""
     try:
-        model.load_state_dict(document.get("state"))
+        model.load_state_dict(state)
     except (ValueError, TypeError) as e:
         raise UsageError(f"{path}: {e}") from None
-    return model
+
+
+def _brief(value, limit=60):
+    """repr(value), cut short: what a file holds may be megabytes, a message is one line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _graph(args):

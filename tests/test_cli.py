@@ -104,13 +104,26 @@ def test_save_and_load(capsys, tmp_path):
     assert code == 0 and float(last_line(out).split("loss ")[1].split(",")[0]) == trained
 
 
+def model_file(**changes):
+    """The JSON of a model file as --save writes it (MLP(2, [4, 1]) for moons), changed."""
+    document = {"format": "micrograd_cy MLP", "version": 1, "dataset": "moons", "sizes": [2, 4, 1],
+                "state": {"shape": [[2, 2, 2, 2], [4]], "parameters": [0.5] * 17}}
+    document.update(changes)
+    return json.dumps(document)
+
+
+def a_state(shape, parameters=None):
+    return {"shape": shape, "parameters": [0.5] * 17 if parameters is None else parameters}
+
+
 @pytest.mark.parametrize("content,words", [
     ("not json", "is not a model written by --save"),
     ('{"format": "other"}', "is not a model written by --save"),
-    ('{"format": "micrograd_cy MLP", "version": 1, "sizes": [3, 4, 1], "state": {}}', "holds a model for 3 inputs"),
-    ('{"format": "micrograd_cy MLP", "version": 1, "sizes": [2, 4, 1], "state": {"shape": [[2, 2, 2, 2], [4]], '
-     '"parameters": ["a"]}}', "must list 17 parameters"),
-    ('{"format": "micrograd_cy MLP", "version": 1, "sizes": [2, "x", 1], "state": {}}', "'sizes' must list"),
+    (model_file(sizes=[3, 4, 1]), "holds a model for 3 inputs"),
+    (model_file(state=a_state([[2, 2, 2, 2], [4]], ["a"])), "does not match its sizes [2, 4, 1]"),
+    (model_file(state=a_state([[2, 2, 2, 2], [4]], ["a"] * 17)), "parameter 0 of the state dict is a str"),
+    (model_file(sizes=[2, "x", 1]), "'sizes' must list"),
+    ("[" * 100_000 + "]" * 100_000, "is not a model written by --save"),  # nested past recursion
 ])
 def test_load_refuses_bad_files(capsys, tmp_path, content, words):
     path = tmp_path / "model.json"
@@ -118,7 +131,67 @@ def test_load_refuses_bad_files(capsys, tmp_path, content, words):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["train", "--load", str(path), "--quiet"])
     err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and words in err and len(err.strip().splitlines()) == 1
+    assert exit_info.value.code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+
+
+def refuse_to_build(monkeypatch):
+    """Make building an MLP fail the test: what is checked must be checked before it."""
+    from micrograd_cy import nn
+
+    def built(*args):
+        raise AssertionError("an MLP was built before the model file was checked")
+    monkeypatch.setattr(nn, "MLP", built)
+
+
+@pytest.mark.parametrize("state", [
+    a_state([[2, 2, 2], [4]]),
+    a_state([[2, 2, 2, 0], [4]]),
+    a_state([[2, 2, 2, "2"], [4]]),
+    a_state([[2, 2, 2, True], [4]]),
+    a_state([[2, 2, 2, 2.0], [4]]),
+    a_state([[2, 2, 2, 2], [4], [1]]),
+    a_state([[2, 2, 2, 2], 4]),
+    a_state([[2, 2, 2, 2], [4]], [0.5] * 16),
+    a_state([[2, 2, 2, 2], [4]], {"0": 0.5}),
+    {"shape": [[2, 2, 2, 2], [4]]},
+    [[2, 2, 2, 2], [4]],
+    a_state([[2] * 1_000_000, [4]]),  # a shape of a million entries: once printed whole
+])
+def test_load_checks_the_files_structure_before_building(capsys, tmp_path, monkeypatch, state):
+    path = tmp_path / "model.json"
+    path.write_text(model_file(state=state))
+    refuse_to_build(monkeypatch)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--load", str(path), "--quiet"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "its state does not match its sizes [2, 4, 1]" in err, err[:500]
+    assert len(err.strip().splitlines()) == 1 and len(err) < 300, err[:500]
+
+
+@pytest.mark.parametrize("sizes", [
+    [2, 1_000_000_000, 1],         # ran 70 s into a MemoryError
+    [2] + [1000] * 10_000 + [1],   # its sizes alone are a long line
+])
+def test_load_checks_the_memory_before_building(capsys, tmp_path, monkeypatch, sizes):
+    path = tmp_path / "model.json"
+    path.write_text(model_file(sizes=sizes, state={}))
+    refuse_to_build(monkeypatch)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--load", str(path), "--quiet"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "this machine has free" in err, err[:500]
+    assert len(err.strip().splitlines()) == 1 and len(err) < 300, err[:500]
+
+
+def test_a_layer_wider_than_any_memory_is_refused(capsys, tmp_path, monkeypatch):
+    path = tmp_path / "model.json"
+    path.write_text(model_file(sizes=[2, 10**400, 1], state={}))  # more than a float counts
+    refuse_to_build(monkeypatch)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--load", str(path), "--quiet"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "wider than any memory holds" in err, err[:500]
+    assert len(err.strip().splitlines()) == 1 and len(err) < 300, err[:500]
 
 
 def test_console_script_is_installed(tmp_path):
@@ -209,6 +282,7 @@ def micrograd_cy_command(*argv, cwd):
     (["graph", "--out", "g.xyz"], "the suffix sets the drawing's format"),
     (["graph", "--out", "/proc/g.svg"], "cannot write the drawing to '/proc/g.svg'"),
     (["train", "--hidden", "100000000"], "has 400,000,001 parameters and builds"),
+    (["train", "--hidden", "9" * 400], "wider than any memory holds"),
     (["train", "--hidden", ""], "--hidden: takes comma-separated layer sizes"),
     (["train", "--hidden", "16,16,"], "--hidden: takes comma-separated layer sizes"),
     (["train", "--hidden", "16,,16"], "--hidden: takes comma-separated layer sizes"),
