@@ -1,10 +1,13 @@
 """A stateful property test: hypothesis interleaves building, dropping, hand-built nodes,
-backward(), forward() (including replays that raise), grads and data set by hand, and
-numbers whose __float__ runs arbitrary code against the engine, and after every step checks
+backward(), forward() (including replays that raise), evaluate, grads and data set by hand,
+and Python code that the engine runs in the middle of its work doing any of these (numbers
+whose __float__ acts while an op or a sum reads them; subclass leaves whose __del__ or weakref
+callback acts while the engine frees them, or a parent of them), and after every step checks
 every live node's data and grad against a plain-Python reference engine written here, and
 the engine's own invariants (engine._check_invariants)."""
 import math
 import numbers
+import weakref
 
 import hypothesis.strategies as st
 from hypothesis import settings
@@ -118,6 +121,8 @@ OURS = {
 }
 
 numbers_ = st.floats(-3.0, 3.0, allow_nan=False, allow_infinity=False)
+# what Python code run inside the engine does to both engines (Engines.act)
+ACTIONS = st.sampled_from(["", "build", "backward", "forward", "evaluate", "drop"])
 
 
 class Engines(RuleBasedStateMachine):
@@ -125,10 +130,31 @@ class Engines(RuleBasedStateMachine):
 
     def __init__(self):
         super().__init__()
-        self.pool = []
+        self.pool, self.errors, self.watchers = [], [], []
 
     def pick(self, i):
         return self.pool[i % len(self.pool)]
+
+    def act(self, action, i, j):
+        """Something done to both engines from Python code the engine runs (a __float__, a
+        subclass's __del__, a weakref callback): an error is kept for the invariant below,
+        since a __del__ cannot raise."""
+        if not self.pool or not action:
+            return
+        try:
+            if action == "build":
+                (a, ra), (b, rb) = self.pick(i), self.pick(j)
+                self.pool.append((a * b, Ref(ra.data * rb.data, (ra, rb), "op", *OPS["*"][1:])))
+            elif action == "backward":
+                self.backward(i)
+            elif action == "forward":
+                self.forward(i)
+            elif action == "evaluate":
+                self.evaluate(i)
+            elif action == "drop":
+                self.pool.pop(i % len(self.pool))
+        except BaseException as e:  # noqa: BLE001 - checked by an invariant
+            self.errors.append(e)
 
     def sneaky(self, x, action, i, j):
         """A number whose __float__ first does something to both engines."""
@@ -136,16 +162,7 @@ class Engines(RuleBasedStateMachine):
 
         class Sneaky:
             def __float__(self):
-                if machine.pool and action == "build":
-                    (a, ra), (b, rb) = machine.pick(i), machine.pick(j)
-                    machine.pool.append((a * b, Ref(ra.data * rb.data, (ra, rb), "op",
-                                                    *OPS["*"][1:])))
-                elif machine.pool and action == "backward":
-                    ours, ref = machine.pick(i)
-                    ours.backward()
-                    ref.backward()
-                elif machine.pool and action == "drop":
-                    machine.pool.pop(i % len(machine.pool))
+                machine.act(action, i, j)
                 return x
 
         numbers.Real.register(Sneaky)
@@ -155,15 +172,56 @@ class Engines(RuleBasedStateMachine):
     def leaf(self, x):
         self.pool.append((Value(x), Ref(x)))
 
-    @rule(x=numbers_, action=st.sampled_from(["build", "backward", "drop"]),
-          i=st.integers(0, 99), j=st.integers(0, 99))
+    @rule(x=numbers_, action=ACTIONS, i=st.integers(0, 99), j=st.integers(0, 99))
     def sneaky_leaf(self, x, action, i, j):
         number = self.sneaky(x, action, i, j)
         self.pool.append((Value(number), Ref(x)))
 
+    @rule(x=numbers_, action=ACTIONS, hook=st.sampled_from(["__del__", "weakref"]),
+          i=st.integers(0, 99), j=st.integers(0, 99))
+    def hooked_leaf(self, x, action, hook, i, j):
+        """A subclass's leaf that does something to both engines as it is freed: perhaps
+        while the engine frees a parent of it, when a graph holding it is dropped."""
+        machine = self
+        if hook == "__del__":
+            class Hooked(Value):
+                def __del__(self):
+                    machine.act(action, i, j)
+            leaf = Hooked(x)
+        else:
+            leaf = type("Watched", (Value,), {})(x)
+            self.watchers.append(weakref.ref(leaf, lambda _: machine.act(action, i, j)))
+        self.pool.append((leaf, Ref(x)))
+
+    def evaluate(self, i):
+        """Value.evaluate on one row of a leaf's own value: what forward() leaves."""
+        ours, ref = self.pick(i)
+        stack, seen, leaf = [ours], set(), None
+        while stack and leaf is None:
+            node = stack.pop()
+            if id(node) not in seen:
+                seen.add(id(node))
+                if not node._prev and node._op == "":
+                    leaf = node
+                stack.extend(node._prev)
+        if leaf is None:
+            return
+        try:
+            ref.forward()
+        except ERRORS as e:
+            try:
+                Value.evaluate(ours, [leaf], [[leaf.data]])
+            except type(e):
+                pass
+            else:
+                raise AssertionError(f"evaluate did not raise {type(e).__name__}")
+            self.resync(ref)
+            return
+        Value.evaluate(ours, [leaf], [[leaf.data]])
+
     @precondition(lambda self: self.pool)
     @rule(op=st.sampled_from(sorted(OPS)), i=st.integers(0, 99), j=st.integers(0, 99),
-          x=numbers_, action=st.sampled_from(["", "build", "backward", "drop"]))
+          x=numbers_, action=ACTIONS)
     def op(self, op, i, j, x, action):
         arity, value, local = OPS[op]
         (a, ra), (b, rb) = self.pick(i), self.pick(j)
@@ -185,10 +243,12 @@ class Engines(RuleBasedStateMachine):
 
     @precondition(lambda self: len(self.pool) >= 2)
     @rule(idx=st.lists(st.integers(0, 99), min_size=1, max_size=6), relu=st.booleans(),
-          fused=st.sampled_from(["sum", "dot"]))
-    def fused_op(self, idx, relu, fused):
+          fused=st.sampled_from(["sum", "dot"]), x=numbers_, action=ACTIONS)
+    def fused_op(self, idx, relu, fused, x, action):
         pairs = [self.pick(i) for i in idx]
         if fused == "sum":
+            if action:  # a number in the list whose __float__ acts while the sum is built
+                pairs.insert(len(pairs) // 2, (self.sneaky(x, action, idx[0], idx[-1]), Ref(x)))
             out = Value.sum([p[0] for p in pairs])
             ref = Ref(0.0, [p[1] for p in pairs], "op", lambda *xs: sum(xs),
                       lambda n, g: (g,) * len(n.kids))
@@ -283,6 +343,10 @@ class Engines(RuleBasedStateMachine):
     @invariant()
     def invariants_hold(self):
         engine._check_invariants()
+
+    @invariant()
+    def hooks_raised_nothing(self):
+        assert not self.errors, self.errors
 
 
 # a fifth of the profile's examples (60 in CI, 4,000 in a release run), 30 steps each
