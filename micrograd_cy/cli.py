@@ -280,6 +280,11 @@ def _read_model(path, data, hidden, rows):
     if document.get("version") != MODEL_VERSION:
         raise UsageError(f"{path} is a model of format version {_brief(document.get('version'))}; "
                          f"this micrograd-cy reads version {MODEL_VERSION}")
+    if "dataset" not in document:
+        raise UsageError(f"{path} does not say which data set its model was trained on")
+    if document["dataset"] != data.name:  # same inputs and outputs need not mean same meaning
+        raise UsageError(f"{path} holds a model trained on {_brief(document['dataset'])}, not "
+                         f"on {data.name!r}: name its data set with --dataset")
     sizes = document.get("sizes")
     if not isinstance(sizes, list) or len(sizes) < 2 or not all(map(_is_count, sizes)):
         raise UsageError(f"{path}: 'sizes' must list positive layer sizes")

@@ -124,6 +124,7 @@ def a_state(shape, parameters=None):
     (model_file(state=a_state([[2, 2, 2, 2], [4]], ["a"] * 17)), "parameter 0 of the state dict is a str"),
     (model_file(sizes=[2, "x", 1]), "'sizes' must list"),
     ("[" * 100_000 + "]" * 100_000, "is not a model written by --save"),  # nested past recursion
+    ('{"format": "micrograd_cy MLP", "version": 1, "sizes": [2, 4, 1]}', "does not say which data set"),
 ])
 def test_load_refuses_bad_files(capsys, tmp_path, content, words):
     path = tmp_path / "model.json"
@@ -192,6 +193,17 @@ def test_a_layer_wider_than_any_memory_is_refused(capsys, tmp_path, monkeypatch)
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "wider than any memory holds" in err, err[:500]
     assert len(err.strip().splitlines()) == 1 and len(err) < 300, err[:500]
+
+
+def test_load_refuses_a_model_of_another_data_set(capsys, tmp_path):
+    path = tmp_path / "moons.json"
+    assert run(capsys, "train", "--steps", "1", "--quiet", "--save", str(path))[0] == 0
+    # circles has moons' inputs and outputs: only the file's record of its data set tells
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--dataset", "circles", "--load", str(path), "--steps", "0", "--quiet"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "trained on 'moons'" in err and "'circles'" in err, err
 
 
 def test_console_script_is_installed(tmp_path):
