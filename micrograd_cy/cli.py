@@ -333,6 +333,8 @@ def _load_state(path, model, state):
         model.load_state_dict(state)
     except (ValueError, TypeError) as e:
         raise UsageError(f"{path}: {e}") from None
+    except OverflowError:  # an integer JSON holds, such as 10**400
+        raise UsageError(f"{path}: a parameter is too large for a float") from None
 
 
 def _brief(value, limit=60):

@@ -123,6 +123,8 @@ def a_state(shape, parameters=None):
     (model_file(state=a_state([[2, 2, 2, 2], [4]], ["a"])), "does not match its sizes [2, 4, 1]"),
     (model_file(state=a_state([[2, 2, 2, 2], [4]], ["a"] * 17)), "parameter 0 of the state dict is a str"),
     (model_file(sizes=[2, "x", 1]), "'sizes' must list"),
+    # a number JSON holds and a float does not
+    (model_file(state=a_state([[2, 2, 2, 2], [4]], [10**400] + [0.5] * 16)), "too large for a float"),
     ("[" * 100_000 + "]" * 100_000, "is not a model written by --save"),  # nested past recursion
     ('{"format": "micrograd_cy MLP", "version": 1, "sizes": [2, 4, 1]}', "does not say which data set"),
 ])
