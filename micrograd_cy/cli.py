@@ -21,7 +21,7 @@ class UsageError(Exception):
     """Bad input found after parsing: reported as one line, exit 2."""
 
 
-def _count(low):
+def _count(low, high=None):
     def parse(text):
         try:
             value = int(text)
@@ -29,8 +29,13 @@ def _count(low):
             value = None
         if value is None or value < low:
             raise argparse.ArgumentTypeError(f"must be a whole number >= {low}, not {text!r}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be a whole number <= {high}, not {text!r}")
         return value
     return parse
+
+
+SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's seeds are 32-bit
 
 
 def _rate(text):
@@ -114,7 +119,7 @@ def _parser():
     t.add_argument("--lr", type=_rate, help="initial learning rate; it falls linearly to a "
                                             "tenth (default: 1.0, 0.5 for blobs and digits)")
     t.add_argument("--hidden", type=_hidden, help="hidden layer sizes (default: 16,16; 32 for digits)")
-    t.add_argument("--seed", type=_count(0), default=1337,
+    t.add_argument("--seed", type=_count(0, SEED_MAX), default=1337,
                    help="seed for data and weights (default: 1337)")
     t.add_argument("--plot", type=_output_path("plot", PLOT_FORMATS), metavar="PATH",
                    help="write a picture of the result (PNG, SVG or PDF)")

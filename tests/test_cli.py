@@ -297,6 +297,7 @@ def micrograd_cy_command(*argv, cwd):
     (["graph", "--out", "/proc/g.svg"], "cannot write the drawing to '/proc/g.svg'"),
     (["train", "--hidden", "100000000"], "has 400,000,001 parameters and builds"),
     (["train", "--hidden", "9" * 400], "wider than any memory holds"),
+    (["train", "--seed", "4294967296"], "--seed: must be a whole number <= 4294967295"),
     (["train", "--hidden", ""], "--hidden: takes comma-separated layer sizes"),
     (["train", "--hidden", "16,16,"], "--hidden: takes comma-separated layer sizes"),
     (["train", "--hidden", "16,,16"], "--hidden: takes comma-separated layer sizes"),
@@ -354,6 +355,10 @@ def test_help_and_graph_need_no_numpy(tmp_path):
     if shutil.which("dot"):
         out = command("graph", "--out", "g.svg")
         assert out.returncode == 0 and (tmp_path / "g.svg").read_text().startswith("<?xml")
+
+
+def test_the_largest_seed_numpy_takes(capsys):
+    assert run(capsys, "train", "--seed", str(2**32 - 1), "--steps", "1", "--quiet")[0] == 0
 
 
 FAKE_DOT = """#!{python}
