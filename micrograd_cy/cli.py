@@ -198,8 +198,10 @@ def _train(args):
         bar.set_postfix_str(f"loss {loss:.4f}, accuracy {100 * accuracy:.1f}%", refresh=False)
         bar.update(1)
 
-    result = train.train(data, model, steps, batch, args.lr or defaults.lr, args.seed, on_step)
-    bar.close()
+    try:
+        result = train.train(data, model, steps, batch, args.lr or defaults.lr, args.seed, on_step)
+    finally:  # an error (Ctrl-C) is then printed on a line of its own, after the bar's
+        bar.close()
     if args.save:
         _save_model(args.save, data, model)
         print(f"model: {args.save}")

@@ -361,6 +361,32 @@ def test_the_largest_seed_numpy_takes(capsys):
     assert run(capsys, "train", "--seed", str(2**32 - 1), "--steps", "1", "--quiet")[0] == 0
 
 
+def test_ctrl_c_while_training_ends_with_the_message_on_a_line_of_its_own(tmp_path):
+    import signal
+    import time
+    # a training run of minutes; SIGINT as Ctrl-C sends it, handled by Python's default
+    # handler even where this test runs with SIGINT ignored
+    training = subprocess.Popen(
+        [sys.executable, "-m", "micrograd_cy", "train", "--dataset", "digits", "--epochs", "1000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        seen = b""
+        while b", loss " not in seen:  # the bar shows a step's loss: training is under way
+            byte = training.stderr.read(1)
+            assert byte, seen.decode(errors="replace")
+            seen += byte
+        time.sleep(0.5)
+        training.send_signal(signal.SIGINT)
+        out, rest = training.communicate(timeout=60)
+    finally:
+        training.kill()
+    err = (seen + rest).decode()
+    assert training.returncode == 130, err[-500:]
+    assert err.endswith("\nmicrograd-cy train: error: interrupted\n"), err[-500:]
+    assert out == b""
+
+
 FAKE_DOT = """#!{python}
 # Graphviz's dot, as far as micrograd-cy graph uses it: DOT from the file named last or from
 # stdin, an SVG to -o's file or to stdout
