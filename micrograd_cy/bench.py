@@ -8,6 +8,7 @@ round's steps. Ratios are taken within the run: absolute times drift, ratios hol
 """
 import argparse
 import gc
+import importlib.machinery
 import json
 import math
 import operator
@@ -39,6 +40,7 @@ CONFIGS = {
     "torch-batch": ("PyTorch no_grad, the same 25,600 rows", 5),
 }
 PEERS = ("torch", "jax", "torch-batch")  # engines of others: run when installed
+UPSTREAM = ("upstream", "upstream-nogc", "dropin", "dropin-replay", "floats")  # run its code
 ROUNDS = 5  # this machine kind runs at one speed or half of it for seconds at a time
 
 TARGETS = [  # (config, column, op, bound, what); the reference graph is upstream's, 65,818 nodes
@@ -515,8 +517,13 @@ def check_targets(results):
     return out
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block, as micrograd-cy train's
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="micrograd-cy bench", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="micrograd-cy bench", description=__doc__.splitlines()[0])
     parser.add_argument("--configs", default=",".join(CONFIGS),
                         help=f"comma-separated, from: {', '.join(CONFIGS)}")
     parser.add_argument("--scale", type=float, default=1.0,
@@ -536,10 +543,21 @@ def main(argv=None):
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown:
         parser.error(f"unknown configuration {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
-    if args.scale <= 0:
-        parser.error("--scale must be positive")
+    if not configs:
+        parser.error("--configs names no configuration")
+    if not (math.isfinite(args.scale) and args.scale > 0):
+        parser.error(f"--scale must be a positive number, not {args.scale}")
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if args.json:
+        folder = os.path.dirname(os.path.abspath(args.json))
+        if not os.path.isdir(folder):
+            parser.error(f"the folder {folder!r} for the results does not exist")
+    # looked up as demo.upstream_nn looks it up; the workers would each fail with a traceback
+    need_upstream = [c for c in configs if c in UPSTREAM]
+    if need_upstream and importlib.machinery.PathFinder.find_spec("micrograd") is None:
+        parser.error(f"{', '.join(need_upstream)} run upstream micrograd, which is not "
+                     f"installed: pip install micrograd (or leave them out with --configs)")
     print(f"micrograd's moons demo step (MLP(2, [16, 16, 1]), 100 samples): medians over "
           f"{args.rounds} interleaved rounds")
     print(f"machine: {machine()}")

@@ -453,3 +453,53 @@ def test_graph_without_dot_says_so_and_leaves_the_folder_as_it_was(tmp_path):
         assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1, out.stderr
         assert "Graphviz's `dot` program" in out.stderr
         assert folder_contents(work) == existing
+
+
+HIDE_UPSTREAM = """\
+import importlib.machinery
+_find_spec = importlib.machinery.PathFinder.find_spec
+def find_spec(name, path=None, target=None):
+    if name.split(".")[0] == "micrograd":  # upstream micrograd is not installed
+        return None
+    return _find_spec(name, path, target)
+importlib.machinery.PathFinder.find_spec = find_spec
+"""
+
+
+def test_bench_without_upstream_micrograd_says_so_in_one_line(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(HIDE_UPSTREAM)
+    # the bench's workers inherit it
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
+    hidden = subprocess.run([sys.executable, "-c", "import micrograd"], capture_output=True,
+                            env=env, cwd=tmp_path)
+    assert hidden.returncode == 1  # the hiding works
+    out = subprocess.run([sys.executable, "-m", "micrograd_cy", "bench", "--configs", "floats,native",
+                          "--rounds", "1", "--scale", "0.1"], capture_output=True, text=True,
+                         env=env, cwd=tmp_path, timeout=300)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "pip install micrograd" in out.stderr and "floats" in out.stderr, out.stderr
+    assert out.stdout == ""
+
+
+QUICK = ["--rounds", "1", "--scale", "0.1"]  # if a check is missed, the bench is short
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--rounds", "x"], "argument --rounds: invalid int value: 'x'"),
+    (["--rounds", "0"], "--rounds must be at least 1"),
+    (["--scale", "nan", "--configs", "native", "--rounds", "1"], "--scale must be a positive number"),
+    (["--scale", "0", "--configs", "native", "--rounds", "1"], "--scale must be a positive number"),
+    (["--configs", "nope"] + QUICK, "unknown configuration nope"),
+    (["--configs", ","] + QUICK, "--configs names no configuration"),
+    (["--configs", "native", "--json", "/no/such/folder/b.json"] + QUICK,
+     "the folder '/no/such/folder' for the results does not exist"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_bench_bad_input_gets_one_line_and_exit_2(capsys, argv, words):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["bench", *argv])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2, err
+    assert len(err.strip().splitlines()) == 1 and words in err, err
+    assert err.startswith("micrograd-cy bench: error: ")
