@@ -305,7 +305,6 @@ cdef Value _params_node(tuple rows, tuple biases, tuple sizes, tuple relus, Py_s
         out._flags |= KID_OFF_TAPE
     if some & ON_TAPE:
         out._flags |= KID_ON_TAPE
-    _join(out, True)  # never on the tape: a walk never meets PARAMS (ops.pxi)
     shape = _net_shape(<PyObject*>out)
     shape[0] = L
     shape[1] = n0
@@ -313,6 +312,7 @@ cdef Value _params_node(tuple rows, tuple biases, tuple sizes, tuple relus, Py_s
         shape[2 + l] = sizes[l]
         shape[2 + L + l] = bool(relus[l])
     shape[2 + 2 * L] = hidden
+    _join(out, True)  # never on the tape: a walk never meets PARAMS (ops.pxi)
     return out
 
 
