@@ -158,6 +158,8 @@ def main(argv=None):
         return _fail(f"missing {e.name}: pip install 'micrograd_cy[{extra}]'", args.command)
     except (ValueError, TypeError, OSError, RuntimeError) as e:
         return _fail(str(e), args.command)
+    except MemoryError:
+        return _fail("out of memory", args.command)
     except KeyboardInterrupt:
         return _fail("interrupted", args.command, 130)
 

@@ -197,6 +197,16 @@ def test_a_layer_wider_than_any_memory_is_refused(capsys, tmp_path, monkeypatch)
     assert len(err.strip().splitlines()) == 1 and len(err) < 300, err[:500]
 
 
+def test_running_out_of_memory_anyway_is_one_line(capsys, monkeypatch):
+    from micrograd_cy import train
+
+    def out_of_memory(*args):  # as under an address-space limit the memory check cannot see
+        raise MemoryError
+    monkeypatch.setattr(train, "make_model", out_of_memory)
+    code, out, err = run(capsys, "train", "--steps", "1", "--quiet")
+    assert code == 1 and err == "micrograd-cy train: error: out of memory\n"
+
+
 def test_load_refuses_a_model_of_another_data_set(capsys, tmp_path):
     path = tmp_path / "moons.json"
     assert run(capsys, "train", "--steps", "1", "--quiet", "--save", str(path))[0] == 0
