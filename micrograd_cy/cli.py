@@ -184,7 +184,7 @@ def _train(args):
     epochs = args.epochs or (defaults.epochs if args.steps is None else None)
     steps = args.steps if args.steps is not None else (
         epochs * per_epoch if epochs else defaults.steps)
-    rows = batch or len(data.X)  # samples in a step's graph
+    rows = min(batch or len(data.X), len(data.X))  # samples in a step's graph
     if args.load:  # checked, its memory too, before anything is built
         sizes, state = _read_model(args.load, data, args.hidden, rows)
     else:

@@ -371,6 +371,13 @@ def test_the_largest_seed_numpy_takes(capsys):
     assert run(capsys, "train", "--seed", str(2**32 - 1), "--steps", "1", "--quiet")[0] == 0
 
 
+def test_a_batch_larger_than_the_data_set_is_not_refused_for_memory(capsys):
+    # a step holds the whole set at most: 100 samples, not a million
+    code, out, _ = run(capsys, "train", "--batch-size", "1000000", "--hidden", "64,64",
+                       "--steps", "1", "--quiet")
+    assert code == 0 and "after 1 steps" in last_line(out)
+
+
 def test_ctrl_c_while_training_ends_with_the_message_on_a_line_of_its_own(tmp_path):
     import signal
     import time
