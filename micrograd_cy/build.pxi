@@ -267,6 +267,24 @@ cdef extern from "Python.h":  # on borrowed pointers: no reference counting, no 
     PyObject* _tuple_item "PyTuple_GET_ITEM"(PyObject*, Py_ssize_t)
 
 
+cdef extern from "Python.h":
+    PyObject* _type_lookup "_PyType_Lookup"(PyTypeObject*, PyObject*)  # borrowed; no code runs
+
+
+cdef bint _stock_methods(tuple stock) noexcept:
+    """Whether each (class, name, function) of stock holds: class.name is function, as
+    Python's own lookup finds it (the class's MRO; a function is its own class attribute),
+    at the cost of a cache probe each."""
+    cdef Py_ssize_t i
+    cdef PyObject* check
+    for i in range(len(stock)):
+        check = _tuple_item(<PyObject*>stock, i)
+        if _type_lookup(<PyTypeObject*>_tuple_item(check, 0), _tuple_item(check, 1)) != \
+                _tuple_item(check, 2):
+            return False
+    return True
+
+
 cdef Value _params_node(tuple rows, tuple biases, tuple sizes, tuple relus, Py_ssize_t n0):
     """The PARAMS node of an MLP with n0 inputs: rows and biases are those of every layer, one
     after the other, sizes the number of rows of each layer and relus its ReLU flag. Raises as

@@ -478,14 +478,28 @@ cdef class Net:
     numbers, data and gradients, as one node (its _op 'mlp', its _prev the inputs and a
     'params' node holding the weights): no node a neuron. The rows may be lists that change
     in place: each call checks that they still hold the weights the node reads.
+
+    stock, otherwise: the net stands in for calling the caller's objects (nn.MLP's layers and
+    neurons) only while their classes' methods are the stock ones: stock holds (class, name,
+    function) triples, and a call where class.name is not function returns otherwise(x)
+    instead (a patched Neuron.__call__ is then called). Checked in C, at each call.
     """
     cdef tuple _rows     # every layer's rows, one after the other: the caller's own sequences
     cdef tuple _biases   # one a row
     cdef tuple _sizes    # rows a layer
     cdef tuple _relus    # a flag a layer
     cdef Value _params   # the PARAMS node of the weights as last read, or None
+    cdef tuple _stock    # (class, name, function) triples, each checked at every call
+    cdef object _otherwise
 
-    def __init__(self, layers):
+    def __init__(self, layers, stock=(), otherwise=None):
+        stock = tuple(stock)
+        for check in stock:
+            if not (isinstance(check, tuple) and len(check) == 3 and isinstance(check[0], type)
+                    and type(check[1]) is str):
+                raise TypeError("Net: stock holds (class, method name, function) triples")
+        if stock and not callable(otherwise):
+            raise TypeError("Net: stock needs otherwise, a callable taking the inputs")
         rows, biases, sizes, relus = [], [], [], []
         for layer in layers:
             weights, bs, relu = layer
@@ -503,6 +517,7 @@ cdef class Net:
         self._rows, self._biases = tuple(rows), tuple(biases)
         self._sizes, self._relus = tuple(sizes), tuple(relus)
         self._params = None
+        self._stock, self._otherwise = stock, otherwise
 
     def __call__(self, x):
         cdef Value p, out
@@ -513,6 +528,8 @@ cdef class Net:
         cdef tuple rows, biases, sizes, relus
         if self._rows is None:
             raise ValueError("a Net made by Net.__new__ has no layers: make it with Net(layers)")
+        if self._stock and not _stock_methods(self._stock):
+            return self._otherwise(x)
         items = PySequence_Fast(x, "a Net takes a sequence of inputs")  # may run code
         # locals, read together: reading numbers may run code that calls __init__ again
         rows, biases, sizes, relus = self._rows, self._biases, self._sizes, self._relus

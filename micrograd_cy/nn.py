@@ -12,6 +12,7 @@ Layer.__call__ the ones below (docs/architecture.md: when a fused path may be ta
 Otherwise it calls its parts, as micrograd does.
 """
 import contextlib
+import functools
 import math
 import numbers
 import random
@@ -195,12 +196,9 @@ class MLP(Module):
     def __call__(self, x):
         if not self._fresh[0]:
             self._read_layers()
-        if self._net is not None and Layer.__call__ is _LAYER_CALL \
-                and Neuron.__call__ is _NEURON_CALL:
+        if self._net is not None:  # it calls the layers itself if a stock __call__ is patched
             return self._net(x)
-        for layer in self.layers:
-            x = layer(x)
-        return x
+        return _call_each(self.layers, x)
 
     def _read_layers(self):
         """One node a call (Net) where layer by layer would be Value.matvec's on each: stock
@@ -218,7 +216,7 @@ class MLP(Module):
                 found = [_stock_rows(layer.neurons, fresh) for layer in layers]
                 if (None not in found and len(found[-1][0]) == 1
                         and all(len(rows) != 1 for rows, _, _ in found[:-1])):
-                    net = Net(found)
+                    net = Net(found, _STOCK_CALLS, functools.partial(_call_each, layers))
         self.__dict__.update(_net=net, _fresh=fresh)
 
     def __getstate__(self):
@@ -237,6 +235,12 @@ class MLP(Module):
         return f"MLP of [{', '.join(str(layer) for layer in self.layers)}]"
 
 
+def _call_each(layers, x):
+    for layer in layers:
+        x = layer(x)
+    return x
+
+
 # the stock calls, which the fused paths reproduce: a class patched with another is called
 _NEURON_CALL = Neuron.__call__
-_LAYER_CALL = Layer.__call__
+_STOCK_CALLS = ((Neuron, "__call__", Neuron.__call__), (Layer, "__call__", Layer.__call__))

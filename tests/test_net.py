@@ -596,3 +596,22 @@ def test_freshness_tokens_do_not_pile_up_on_a_module_written_every_call():
         model([0.1, 0.2])
     assert len(neuron.__dict__["_readers"]) <= 3
     assert "_readers" not in pickle.loads(pickle.dumps(neuron)).__dict__
+
+
+def test_a_net_stands_in_for_stock_methods_only():
+    class Part:
+        def run(self):
+            return "stock"
+
+    stock_run = Part.run
+    w, b = [[Value(2.0)]], [Value(0.5)]
+    net = Net([(w, b, False)], [(Part, "run", stock_run)], lambda x: "called instead")
+    assert net([1.0]).data == 2.5
+    Part.run = lambda self: "patched"
+    assert net([1.0]) == "called instead"
+    Part.run = stock_run
+    assert net([1.0]).data == 2.5
+    for stock, otherwise in [([("Part", "run", stock_run)], len), ([(Part, "run")], len),
+                             ([(Part, "run", stock_run)], None), (5, len)]:
+        with pytest.raises(TypeError):
+            Net([(w, b, False)], stock, otherwise)
