@@ -5,6 +5,7 @@ whose __float__ acts while an op or a sum reads them; subclass leaves whose __de
 callback acts while the engine frees them, or a parent of them), and after every step checks
 every live node's data and grad against a plain-Python reference engine written here, and
 the engine's own invariants (engine._check_invariants)."""
+import functools
 import math
 import numbers
 import weakref
@@ -125,6 +126,25 @@ numbers_ = st.floats(-3.0, 3.0, allow_nan=False, allow_infinity=False)
 ACTIONS = st.sampled_from(["", "build", "backward", "forward", "evaluate", "drop"])
 
 
+def _act_on(machine, action, i, j, *_):
+    """machine().act(action, i, j) if the machine is still there: hooks hold it weakly, so
+    that nothing but dropping a leaf frees it (no cycle left for the collector to free it at
+    a time of its own, which would make the steps differ between runs)."""
+    if machine() is not None:
+        machine().act(action, i, j)
+
+
+class Hooked(Value):
+    """A subclass's leaf whose __del__ acts on a machine (Engines.hooked_leaf)."""
+
+    def __del__(self):
+        _act_on(*self.then)
+
+
+class Watched(Value):
+    """A subclass's leaf that a weakref callback watches (Engines.hooked_leaf)."""
+
+
 class Engines(RuleBasedStateMachine):
     """The pool holds (Value, Ref) pairs; dropping one drops our last reference to it."""
 
@@ -182,15 +202,13 @@ class Engines(RuleBasedStateMachine):
     def hooked_leaf(self, x, action, hook, i, j):
         """A subclass's leaf that does something to both engines as it is freed: perhaps
         while the engine frees a parent of it, when a graph holding it is dropped."""
-        machine = self
         if hook == "__del__":
-            class Hooked(Value):
-                def __del__(self):
-                    machine.act(action, i, j)
             leaf = Hooked(x)
+            leaf.then = (weakref.ref(self), action, i, j)
         else:
-            leaf = type("Watched", (Value,), {})(x)
-            self.watchers.append(weakref.ref(leaf, lambda _: machine.act(action, i, j)))
+            leaf = Watched(x)
+            self.watchers.append(weakref.ref(leaf, functools.partial(
+                _act_on, weakref.ref(self), action, i, j)))
         self.pool.append((leaf, Ref(x)))
 
     def evaluate(self, i):
@@ -349,6 +367,9 @@ class Engines(RuleBasedStateMachine):
     @invariant()
     def hooks_raised_nothing(self):
         assert not self.errors, self.errors
+
+    def teardown(self):
+        self.pool.clear()  # the hooks of its leaves run now, on an empty pool
 
 
 # a fifth of the profile's examples (60 in CI, 4,000 in a release run), 30 steps each
