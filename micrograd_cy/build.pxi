@@ -132,6 +132,18 @@ cdef inline Value _binary(unsigned char op, Value a, Value b):
     return _done(out, (a._flags | b._flags) & OFF_TAPE, _eval2(op, a._data, b._data, &out._data))
 
 
+# _binary must be inlined into the operators, as _eval into the per-node loops (ops.pxi):
+# with the tape push it grew past what the C compiler inlines, and each op made a call
+# (callgrind: (a * b + a).relu() 1,824 instructions, 1,688 inlined, 1,740 on b26b0de).
+# Forced by its C name (tests/test_kernels.py checks that Cython still gives it that name).
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+    static CYTHON_INLINE struct __pyx_obj_12micrograd_cy_6engine_Value *__pyx_f_12micrograd_cy_6engine__binary(unsigned char, struct __pyx_obj_12micrograd_cy_6engine_Value *, struct __pyx_obj_12micrograd_cy_6engine_Value *) __attribute__((always_inline));
+    #endif
+    """
+
+
 cdef inline object _apply(unsigned char op, object x, object y):
     """x op y for numbers or Values on either side; NotImplemented for anything else."""
     a = _coerce(x)
@@ -148,11 +160,17 @@ cdef inline object _apply(unsigned char op, object x, object y):
 cdef tuple _COMPOSING = ("__add__", "__radd__", "__mul__", "__rmul__", "__pow__", "__neg__")
 
 
-cdef bint _composes(object x) except -1:
+cdef inline bint _composes(object x) except -1:
     """Whether x is an instance of a Value subclass that overrides an op upstream builds
-    others from: those others then go through its own, as on upstream. A plain Value (the
-    common case: one type check) and numbers do not."""
-    if type(x) is Value or not isinstance(x, Value):
+    others from: those others then go through its own, as on upstream. A plain Value, a
+    float or an int (the common cases: inline type checks) and other numbers do not."""
+    if type(x) is Value or type(x) is float or type(x) is int:
+        return False
+    return _overrides(x)
+
+
+cdef bint _overrides(object x) except -1:
+    if not isinstance(x, Value):
         return False
     t = type(x)
     for name in _COMPOSING:
@@ -332,20 +350,6 @@ cdef Value _params_node(tuple rows, tuple biases, tuple sizes, tuple relus, Py_s
     shape[2 + 2 * L] = hidden
     _join(out, True)  # never on the tape: a walk never meets PARAMS (ops.pxi)
     return out
-
-
-cdef bint _params_shaped(Value p, tuple sizes, tuple relus) except -1:
-    """Whether PARAMS p has these layers: sizes rows a layer, relus a ReLU flag a layer (Net's
-    own tuples of ints and bools: no Python code runs). p may have been read for other layers:
-    a Net's __init__ run again meanwhile."""
-    cdef unsigned int* shape = _net_shape(<PyObject*>p)
-    cdef Py_ssize_t L = shape[0], l
-    if len(sizes) != L or len(relus) != L:
-        return False
-    for l in range(L):
-        if shape[2 + l] != <Py_ssize_t>sizes[l] or shape[2 + L + l] != <bint>relus[l]:
-            return False
-    return True
 
 
 cdef bint _params_hold(Value p, tuple rows, tuple biases, Py_ssize_t n0) noexcept:

@@ -488,7 +488,8 @@ cdef class Net:
     cdef tuple _biases   # one a row
     cdef tuple _sizes    # rows a layer
     cdef tuple _relus    # a flag a layer
-    cdef Value _params   # the PARAMS node of the weights as last read, or None
+    cdef Value _params   # the PARAMS node of the weights as last read, or None...
+    cdef tuple _read_for # ...and the (sizes, relus) it was read for: __init__ makes new ones
     cdef tuple _stock    # (class, name, function) triples, each checked at every call
     cdef object _otherwise
 
@@ -535,9 +536,11 @@ cdef class Net:
         rows, biases, sizes, relus = self._rows, self._biases, self._sizes, self._relus
         n0 = PySequence_Fast_GET_SIZE(items)
         p = self._params
-        if p is None or not (_params_shaped(p, sizes, relus) and _params_hold(p, rows, biases, n0)):
+        if p is None or self._read_for[0] is not sizes or self._read_for[1] is not relus \
+                or not _params_hold(p, rows, biases, n0):
             p = _params_node(rows, biases, sizes, relus, n0)
-            self._params = p  # for other layers if __init__ ran meanwhile: _params_hold then fails
+            # for other layers if __init__ ran meanwhile: the next call reads them
+            self._params, self._read_for = p, (sizes, relus)
             if PySequence_Fast_GET_SIZE(items) != n0:  # reading the weights ran code that did it
                 raise RuntimeError("the inputs changed size while the weights were read")
         shape = _net_shape(<PyObject*>p)  # p's own: the node's rules read it, not self's

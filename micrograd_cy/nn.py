@@ -66,8 +66,11 @@ class Module:
     # lists of weights) with a freshness token, [True], which it hands to every module it
     # read. An attribute set or deleted on one of those marks its readers' tokens stale, and
     # each reads again at its next call: the cost of a call depends on the model called,
-    # never on what else is written in the process. Caches live in __dict__ directly: a
-    # cache is not a change.
+    # never on what else is written in the process. Caches and tokens are set with
+    # object.__setattr__ (a cache is not a change), never through __dict__, which touched
+    # once would make every attribute read of the module slower.
+
+    _readers = ()  # the tokens of the caches that read this module
 
     def __setattr__(self, name, value):
         object.__setattr__(self, name, value)
@@ -78,28 +81,28 @@ class Module:
         self._changed()
 
     def _changed(self):
-        readers = self.__dict__.pop("_readers", None)  # one step: atomic under the GIL
-        if readers:
-            for fresh in readers:
-                fresh[0] = False
+        for fresh in self._readers:  # a token handed over meanwhile is met too
+            fresh[0] = False
 
     def _read_by(self, fresh):
         """Mark fresh stale when this module changes (before it is read: a change made
-        while it is read shows at the next call). Safe from threads: a change made while
-        fresh is handed over makes it stale."""
-        readers = self.__dict__.setdefault("_readers", [])
+        while it is read shows at the next call). Safe from threads: each step is one
+        operation on a list, and a token that could have missed a change is made stale."""
+        readers = self._readers
+        if type(readers) is not list:
+            readers = []
+            object.__setattr__(self, "_readers", readers)
         for token in [token for token in readers if not token[0]]:  # readers gone stale
             with contextlib.suppress(ValueError):  # another thread took it first
                 readers.remove(token)
         readers.append(fresh)
-        if self.__dict__.get("_readers") is not readers:  # a change took the list meanwhile
+        if self._readers is not readers:  # another thread's list replaced this one
             fresh[0] = False
 
     def __getstate__(self):  # the readers' tokens are not the module's state
-        state = dict(self.__dict__)
+        state = dict(vars(self))
         state.pop("_readers", None)
         return state
-
 
 def _stock_rows(neurons, fresh):
     """What Value.matvec needs to compute neurons(x) for each stock neuron, as
@@ -165,7 +168,8 @@ class Layer(Module):
     def _read_neurons(self):
         fresh = [True]
         self._read_by(fresh)
-        self.__dict__.update(_matvec=_stock_rows(self.neurons, fresh), _fresh=fresh)
+        object.__setattr__(self, "_matvec", _stock_rows(self.neurons, fresh))
+        object.__setattr__(self, "_fresh", fresh)
 
     def __getstate__(self):
         return {"neurons": self.neurons}
@@ -217,7 +221,8 @@ class MLP(Module):
                 if (None not in found and len(found[-1][0]) == 1
                         and all(len(rows) != 1 for rows, _, _ in found[:-1])):
                     net = Net(found, _STOCK_CALLS, functools.partial(_call_each, layers))
-        self.__dict__.update(_net=net, _fresh=fresh)
+        object.__setattr__(self, "_net", net)
+        object.__setattr__(self, "_fresh", fresh)
 
     def __getstate__(self):
         return {"layers": self.layers}

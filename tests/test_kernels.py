@@ -45,12 +45,19 @@ def annotated(tmp_path_factory):
 
 
 def test_the_c_names_the_engine_gives_attributes_are_cythons(annotated):
-    """ops.pxi forces _eval inline by its C name (a C declaration Cython cannot write): were
-    Cython to name it otherwise, the attribute would silently stop applying."""
+    """ops.pxi forces _eval inline, and build.pxi _binary, by their C names (a C declaration
+    Cython cannot write): were Cython to name either otherwise, or to change its signature,
+    the attribute would silently stop applying."""
     c = (annotated / "engine.c").read_text()
-    declared = re.findall(r"static CYTHON_INLINE int (\w+)\(PyObject \*\) __attribute__", c)
-    assert declared == ["__pyx_f_12micrograd_cy_6engine__eval"]
-    assert f"static CYTHON_INLINE int {declared[0]}(PyObject *__pyx_v_node) {{" in c
+    value = "struct __pyx_obj_12micrograd_cy_6engine_Value *"
+    declared = re.findall(r"static CYTHON_INLINE (?:int |struct \w+ \*)(\w+)\(([^)]*)\) "
+                          r"__attribute__\(\(always_inline\)\)", c)
+    assert declared == [("__pyx_f_12micrograd_cy_6engine__eval", "PyObject *"),
+                        ("__pyx_f_12micrograd_cy_6engine__binary",
+                         f"unsigned char, {value}, {value}")]
+    assert "static CYTHON_INLINE int __pyx_f_12micrograd_cy_6engine__eval(PyObject *__pyx_v_node) {" in c
+    assert (f"static CYTHON_INLINE {value}__pyx_f_12micrograd_cy_6engine__binary(unsigned char "
+            f"__pyx_v_op, {value}__pyx_v_a, {value}__pyx_v_b) {{") in c
 
 
 @pytest.fixture(scope="module")
