@@ -417,6 +417,18 @@ cdef inline void _join(Value v, bint off) noexcept:
     above them; unless off (a child is off the tape: a walk down it would never meet that
     child) or there is no memory for the entry. So every node of a graph on the tape is a
     leaf or on the tape too, and a walk never meets a node still being built."""
+    global _tape_live, _ntape
+    if not off and _ntape < _cap_tape and v._flags & IN_SLAB:  # inline: every op comes here
+        _tape[_ntape] = <PyObject*>v
+        _ntape += 1
+        v._flags |= READY | ON_TAPE
+        _tape_live += 1
+    else:
+        _join_slow(v, off)
+
+
+cdef void _join_slow(Value v, bint off) noexcept:
+    """_join where the tape has no room yet, or v stays off it."""
     global _tape_live
     if not off and v._flags & IN_SLAB and _tape_push(<PyObject*>v):
         v._flags |= READY | ON_TAPE
@@ -431,20 +443,12 @@ cdef inline void _free_node(PyObject* o) noexcept:
     runs Python code (its __del__, weakref callbacks) that may build, walk the tape or free,
     and must never meet this node's children half released."""
     cdef unsigned int i, n = (<Value>o)._n
-    cdef PyObject* pair[2]
-    cdef PyObject** kids
-    cdef bint nary = _nary((<Value>o)._opcode)
-    if nary:
-        kids = (<Value>o)._s.kids
-    else:  # _a and _s.b live in the node itself: copied out before it is emptied
-        pair[0] = (<Value>o)._a
-        pair[1] = (<Value>o)._s.b
-        kids = pair
+    cdef PyObject** kids = _children(o)  # _a and _s.b, or its array: read, never cleared
     (<Value>o)._n = 0
     _tape_forget(o)
     for i in range(n):
         _release(kids[i])
-    if nary:
+    if _nary((<Value>o)._opcode):
         PyMem_Free(kids)
     if (<Value>o)._aux is not None:
         (<Value>o)._aux = None  # frees the _Aux: strings and an order, no Python code
