@@ -21,7 +21,7 @@ class UsageError(Exception):
     """Bad input found after parsing: reported as one line, exit 2."""
 
 
-def _count(low, high=None):
+def _whole_number(low, high=None):
     def parse(text):
         try:
             value = int(text)
@@ -111,15 +111,15 @@ def _parser():
                                    "bar; the last line is a summary.")
     t.add_argument("--dataset", default="moons", choices=NAMES,
                    help="moons (micrograd's demo, the default), circles, blobs, digits")
-    t.add_argument("--steps", type=_count(0), help="SGD steps (default: 100 for the 2-D sets)")
-    t.add_argument("--epochs", type=_count(1), help="passes over the training set "
+    t.add_argument("--steps", type=_whole_number(0), help="SGD steps (default: 100 for the 2-D sets)")
+    t.add_argument("--epochs", type=_whole_number(1), help="passes over the training set "
                                                     "(default: 10 for digits)")
-    t.add_argument("--batch-size", type=_count(1),
+    t.add_argument("--batch-size", type=_whole_number(1),
                    help="samples per step (default: all for the 2-D sets, 32 for digits)")
     t.add_argument("--lr", type=_rate, help="initial learning rate; it falls linearly to a "
                                             "tenth (default: 1.0, 0.5 for blobs and digits)")
     t.add_argument("--hidden", type=_hidden, help="hidden layer sizes (default: 16,16; 32 for digits)")
-    t.add_argument("--seed", type=_count(0, SEED_MAX), default=1337,
+    t.add_argument("--seed", type=_whole_number(0, SEED_MAX), default=1337,
                    help="seed for data and weights (default: 1337)")
     t.add_argument("--plot", type=_output_path("plot", PLOT_FORMATS), metavar="PATH",
                    help="write a picture of the result (PNG, SVG or PDF)")

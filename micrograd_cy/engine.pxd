@@ -9,7 +9,7 @@ cdef enum Op:
     MUL
     DIV
     NEG
-    POW       # self ** c, c a number kept in _c
+    POW       # self ** c, c a number kept in _s.c
     POWV      # self ** other, both Values
     RELU
     TANH
@@ -24,9 +24,12 @@ cdef enum Op:
     PARAMS    # n-ary: an MLP's weights and biases, for its NET nodes; off the tape, never walked
 
 cdef enum Flag:
+    # bits 4 and 32 each carry three names, one per op that uses them (DOT, POW, PARAMS;
+    # DOT, LEAF and CUSTOM, PARAMS): read them only together with the op code
     EXPANDED = 1       # EXPANDED and PLACED mark nodes only inside an ordering call
     PLACED = 16
-    READY = 2          # built and complete: it may be a child (ops and __init__ refuse others)
+    READY = 2          # built and complete: it may be a child (ops and __init__ refuse others);
+                       # an op node gets it with its tape entry (memory.pxi: _join)
     HAS_BIAS = 4       # DOT's last kid is the bias
     KID_OFF_TAPE = 4   # PARAMS holds a weight off the tape: its NET nodes go off it too
     INT_EXPONENT = 4   # POW's exponent was an int: _op shows '**2', not '**2.0' (POW, not DOT)
@@ -51,7 +54,8 @@ cdef class _Aux:
 
 cdef union _Slot:
     PyObject* b         # binary ops: the second child (the first is _a)
-    PyObject** kids     # n-ary ops (SUM, DOT, CUSTOM): an array of _n children
+    PyObject** kids     # n-ary ops (CUSTOM, SUM, DOT, GIVEN, NET, PARAMS): an array of _n
+                        # children (some keep more after them: ops.pxi)
     double c            # POW: the constant exponent
 
 

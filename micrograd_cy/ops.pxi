@@ -4,7 +4,8 @@
 # op code to them. Adding an op: docs/architecture.md.
 #
 # Children are raw PyObject* to Values; the rules read and update them without touching
-# reference counts. Everything from here to the end of the file is pure C.
+# reference counts. Everything between "kernel: begin" and "kernel: end" is pure C
+# (tests/test_kernels.py); _raise and the names Value._op shows are Python.
 
 # ---------------------------------------------------------------------------
 # Forward errors: raised where Python's float arithmetic and math module raise
