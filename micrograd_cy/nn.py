@@ -248,4 +248,4 @@ def _call_each(layers, x):
 
 # the stock calls, which the fused paths reproduce: a class patched with another is called
 _NEURON_CALL = Neuron.__call__
-_STOCK_CALLS = ((Neuron, "__call__", Neuron.__call__), (Layer, "__call__", Layer.__call__))
+_STOCK_CALLS = ((Neuron, "__call__", _NEURON_CALL), (Layer, "__call__", Layer.__call__))

@@ -146,6 +146,20 @@ def refuse_to_build(monkeypatch):
     monkeypatch.setattr(nn, "MLP", built)
 
 
+def refused_before_building(capsys, tmp_path, monkeypatch, **changes):
+    """What train --load of a model file (model_file(**changes)) says on stderr: checked to be
+    exit 2 and one short line, with no MLP built first."""
+    path = tmp_path / "model.json"
+    path.write_text(model_file(**changes))
+    refuse_to_build(monkeypatch)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--load", str(path), "--quiet"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2, err[:500]
+    assert len(err.strip().splitlines()) == 1 and len(err) < 300, err[:500]
+    return err
+
+
 @pytest.mark.parametrize("state", [
     a_state([[2, 2, 2], [4]]),
     a_state([[2, 2, 2, 0], [4]]),
@@ -161,14 +175,8 @@ def refuse_to_build(monkeypatch):
     a_state([[2] * 1_000_000, [4]]),  # a shape of a million entries: once printed whole
 ])
 def test_load_checks_the_files_structure_before_building(capsys, tmp_path, monkeypatch, state):
-    path = tmp_path / "model.json"
-    path.write_text(model_file(state=state))
-    refuse_to_build(monkeypatch)
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(["train", "--load", str(path), "--quiet"])
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and "its state does not match its sizes [2, 4, 1]" in err, err[:500]
-    assert len(err.strip().splitlines()) == 1 and len(err) < 300, err[:500]
+    err = refused_before_building(capsys, tmp_path, monkeypatch, state=state)
+    assert "its state does not match its sizes [2, 4, 1]" in err, err[:500]
 
 
 @pytest.mark.parametrize("sizes", [
@@ -176,25 +184,14 @@ def test_load_checks_the_files_structure_before_building(capsys, tmp_path, monke
     [2] + [1000] * 10_000 + [1],   # its sizes alone are a long line
 ])
 def test_load_checks_the_memory_before_building(capsys, tmp_path, monkeypatch, sizes):
-    path = tmp_path / "model.json"
-    path.write_text(model_file(sizes=sizes, state={}))
-    refuse_to_build(monkeypatch)
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(["train", "--load", str(path), "--quiet"])
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and "this machine has free" in err, err[:500]
-    assert len(err.strip().splitlines()) == 1 and len(err) < 300, err[:500]
+    err = refused_before_building(capsys, tmp_path, monkeypatch, sizes=sizes, state={})
+    assert "this machine has free" in err, err[:500]
 
 
 def test_a_layer_wider_than_any_memory_is_refused(capsys, tmp_path, monkeypatch):
-    path = tmp_path / "model.json"
-    path.write_text(model_file(sizes=[2, 10**400, 1], state={}))  # more than a float counts
-    refuse_to_build(monkeypatch)
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(["train", "--load", str(path), "--quiet"])
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and "wider than any memory holds" in err, err[:500]
-    assert len(err.strip().splitlines()) == 1 and len(err) < 300, err[:500]
+    err = refused_before_building(capsys, tmp_path, monkeypatch,  # more than a float counts
+                                  sizes=[2, 10**400, 1], state={})
+    assert "wider than any memory holds" in err, err[:500]
 
 
 def test_running_out_of_memory_anyway_is_one_line(capsys, monkeypatch):

@@ -222,20 +222,8 @@ class Engines(RuleBasedStateMachine):
                 if not node._prev and node._op == "":
                     leaf = node
                 stack.extend(node._prev)
-        if leaf is None:
-            return
-        try:
-            ref.forward()
-        except ERRORS as e:
-            try:
-                Value.evaluate(ours, [leaf], [[leaf.data]])
-            except type(e):
-                pass
-            else:
-                raise AssertionError(f"evaluate did not raise {type(e).__name__}")
-            self.resync(ref)
-            return
-        Value.evaluate(ours, [leaf], [[leaf.data]])
+        if leaf is not None:
+            self.replay(ref, lambda: Value.evaluate(ours, [leaf], [[leaf.data]]), "evaluate")
 
     @precondition(lambda self: self.pool)
     @rule(op=st.sampled_from(sorted(OPS)), i=st.integers(0, 99), j=st.integers(0, 99),
@@ -317,18 +305,22 @@ class Engines(RuleBasedStateMachine):
     @rule(i=st.integers(0, 99))
     def forward(self, i):
         ours, ref = self.pick(i)
+        self.replay(ref, ours.forward, "forward()")
+
+    def replay(self, ref, ours, what):
+        """ref.forward() and ours() (a replay of ours), which must raise where it raises."""
         try:
             ref.forward()
         except ERRORS as e:
             try:
-                ours.forward()
+                ours()
             except type(e):
                 pass
             else:
-                raise AssertionError(f"forward() did not raise {type(e).__name__}")
+                raise AssertionError(f"{what} did not raise {type(e).__name__}")
             self.resync(ref)  # which nodes a failed replay reached first depends on its order
             return
-        ours.forward()
+        ours()
 
     @precondition(lambda self: self.pool)
     @rule(i=st.integers(0, 99), j=st.integers(0, 99), x=numbers_)
