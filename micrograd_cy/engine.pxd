@@ -1,7 +1,7 @@
 # C declarations of the engine, so other Cython code can cimport Value.
 from cpython.ref cimport PyObject
 
-cdef enum Op:
+cpdef enum Op:  # cpdef: Python sees engine.Op, whose names give Value._op (ops.pxi)
     LEAF      # created by the user: no children
     CUSTOM    # Value(data, _children, _op) built by hand: children shown, no gradient rule
     ADD
@@ -16,6 +16,7 @@ cdef enum Op:
     EXP
     LOG
     SIGMOID
+    SIN
     # n-ary from here on (ops.pxi: _nary), unary and binary ops above
     SUM       # n-ary: sum of _kids
     DOT       # n-ary: kids = w[0..n), x[0..n), optional bias; optionally ReLU'd

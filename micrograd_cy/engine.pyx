@@ -23,7 +23,6 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyTypeObject
 from cpython.ref cimport Py_INCREF, PyObject
 from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_SIZE, PySequence_Fast_ITEMS
-from libc.math cimport exp, floor, isfinite, isinf, log, pow, tanh
 from libc.string cimport memcmp
 
 import numbers
@@ -386,6 +385,9 @@ Stores a single scalar value and its gradient."""
 
     def sigmoid(self):
         return _unary(SIGMOID, self)
+
+    def sin(self):
+        return _unary(SIN, self)
 
     # -- fused n-ary nodes ----------------------------------------------------
 

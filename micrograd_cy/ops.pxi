@@ -6,6 +6,7 @@
 # Children are raw PyObject* to Values; the rules read and update them without touching
 # reference counts. Everything between "kernel: begin" and "kernel: end" is pure C
 # (tests/test_kernels.py); _raise and the names Value._op shows are Python.
+from libc.math cimport cos, exp, floor, isfinite, isinf, log, pow, sin, tanh
 
 # ---------------------------------------------------------------------------
 # Forward errors: raised where Python's float arithmetic and math module raise
@@ -18,6 +19,7 @@ cdef enum Err:
     ERR_POW_RANGE
     ERR_EXP_RANGE
     ERR_LOG_DOMAIN
+    ERR_DOMAIN
     ERR_GIVEN
 
 
@@ -35,6 +37,8 @@ cdef int _raise(int err) except -1:
         raise OverflowError("math range error (exp)")
     if err == ERR_LOG_DOMAIN:
         raise ValueError("math domain error (log of a number <= 0)")
+    if err == ERR_DOMAIN:
+        raise ValueError("math domain error")
     if err == ERR_GIVEN:
         raise ValueError("forward() cannot recompute a node made with Value(data, children, op, "
                          "grads=...): its value and derivatives were given, not computed. Build "
@@ -275,6 +279,16 @@ cdef inline void _sigmoid_bwd(PyObject* node, double g, _Mode* m) noexcept:
     cdef double out = (<Value>node)._data
     _give(_a(node), g * (1.0 - out) * out, m)
 
+# -- SIN: an infinity has no sine (ValueError, as math.sin); NaN passes through
+cdef inline int _sin_fwd(double x, double* out) noexcept:
+    if isinf(x):
+        return ERR_DOMAIN
+    out[0] = sin(x)
+    return OK
+
+cdef inline void _sin_bwd(PyObject* node, double g, _Mode* m) noexcept:
+    _give(_a(node), g * cos(_val(_a(node))), m)
+
 # -- SUM: kids[0] + kids[1] + ..., as Python's sum() adds: 0 + a + b + ...
 cdef inline int _sum_fwd(PyObject* node, double* out) noexcept:
     cdef PyObject** kids = (<Value>node)._s.kids
@@ -464,11 +478,12 @@ cdef inline void _params_bwd(PyObject* node, double g, _Mode* m) noexcept:
 # ---------------------------------------------------------------------------
 # The names Python sees (Value._op), then the dispatch on the op code.
 
-# micrograd's names for its ops ('', '+', '*', 'ReLU'; POW shows its exponent, '**2');
-# ours for the rest. A hand-built node shows the _op it was given ('' as in micrograd).
-_OP_NAMES = {LEAF: '', CUSTOM: '', ADD: '+', SUB: '-', MUL: '*', DIV: '/', NEG: 'neg',
-             POW: '**', POWV: '**', RELU: 'ReLU', TANH: 'tanh', EXP: 'exp', LOG: 'log',
-             SIGMOID: 'sigmoid', SUM: 'sum', DOT: 'dot', GIVEN: '', NET: 'mlp', PARAMS: 'params'}
+# An op shows its own name in lower case (SIN: 'sin'), except micrograd's spellings ('',
+# '+', '*', 'ReLU'; POW shows its exponent, '**2') and a hand-built node, which shows the
+# _op it was given ('' as in micrograd).
+_OP_NAMES = {int(op): op.name.lower() for op in Op}
+_OP_NAMES.update({LEAF: '', CUSTOM: '', ADD: '+', SUB: '-', MUL: '*', DIV: '/', POW: '**',
+                  POWV: '**', RELU: 'ReLU', GIVEN: '', NET: 'mlp'})
 
 
 # _eval must be inlined into the per-node loops (the replay, Value.evaluate): called once a
@@ -502,6 +517,8 @@ cdef inline int _eval1(unsigned char op, double x, double c, double* out) noexce
         err = _log_fwd(x, out)
     elif op == SIGMOID:
         err = _sigmoid_fwd(x, out)
+    elif op == SIN:
+        err = _sin_fwd(x, out)
     return err
 
 
@@ -587,6 +604,8 @@ cdef inline void _backprop(PyObject* node, _Mode* m) noexcept:
         _log_bwd(node, g, m)
     elif op == SIGMOID:
         _sigmoid_bwd(node, g, m)
+    elif op == SIN:
+        _sin_bwd(node, g, m)
     elif op == SUM:
         _sum_bwd(node, g, m)
     elif op == DOT:

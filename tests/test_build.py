@@ -61,47 +61,6 @@ def test_install_as_micrograd(monkeypatch):
     assert type(out) is micrograd_cy.Value
 
 
-def test_every_op_is_in_every_place_an_op_needs():
-    """docs/architecture.md's recipe for adding an op, checked: each op of the Op enum has a
-    name for Python, a forward rule and a chain rule, and both dispatchers call them."""
-    import re
-    from pathlib import Path
-
-    from micrograd_cy import engine
-    package = Path(engine.__file__).resolve().parent
-    source = Path(__file__).resolve().parents[1] / "micrograd_cy"
-    pxd = (source / "engine.pxd").read_text()
-    body = pxd[pxd.index("cdef enum Op:"):pxd.index("cdef enum Flag:")]
-    ops = re.findall(r"^\s+([A-Z]+)\b", body, re.M)
-    assert ops[:2] == ["LEAF", "CUSTOM"] and len(ops) >= 16, ops
-    rules = (source / "ops.pxi").read_text()
-    backprop = rules[rules.index("cdef inline void _backprop("):]
-    forward = rules[rules.index("cdef inline int _eval1("):rules.index("cdef inline void _backprop(")]
-    assert set(engine._OP_NAMES) == set(range(len(ops))), "an op has no name for Value._op"
-    for op in ops[2:]:
-        name = op.lower()
-        assert f"cdef inline void _{name}_bwd(" in rules, f"{op}: no chain rule"
-        if f"_{name}_fwd_out_of_line(" not in forward:
-            assert f"_{name}_bwd(node, g, m)" in backprop, f"{op}: _backprop does not call it"
-        if op == "GIVEN":  # its value was given: forward() refuses it up front (order.pxi)
-            assert "order.given" in (source / "order.pxi").read_text()
-            continue
-        if op == "PARAMS":  # computes nothing: passed over with the leaves
-            assert "op == LEAF or op == CUSTOM or op == PARAMS:" in forward
-            continue
-        assert f"cdef inline int _{name}_fwd(" in rules, f"{op}: no forward rule"
-        assert f"cdef inline void _{name}_bwd(" in rules, f"{op}: no chain rule"
-        if f"_{name}_fwd_out_of_line(" in forward:  # called through a pointer, never inlined
-            assert f"\n_{name}_fwd_out_of_line = _{name}_fwd\n" in rules, f"{op}: pointer unset"
-            for mode in ("adding", "walking"):
-                assert f"_{name}_bwd_out_of_line_{mode}(node, g, m)" in backprop, f"{op}: {mode}"
-                assert f"\n_{name}_bwd_out_of_line_{mode} = _{name}_bwd[_{mode.title()}]\n" in rules
-            continue
-        assert f"_{name}_fwd(" in forward, f"{op}: the forward dispatch does not call it"
-        assert f"_{name}_bwd(node, g, m)" in backprop, f"{op}: _backprop does not call it"
-    assert package == source or (package / "ops.pxi").exists()
-
-
 def test_the_type_stub_matches_the_compiled_value():
     """engine.pyi (shipped with py.typed) names what the compiled Value has, with the same
     parameters, so editors and type checkers see the real thing."""

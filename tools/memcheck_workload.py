@@ -8,15 +8,21 @@ import numbers
 import os
 import pickle
 import random
+import sys
 
 from micrograd_cy import Value, nn
+
+# every unary op the tests' op table knows (tests/op_table.py), so a new op is checked here too
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from op_table import UNARY  # noqa: E402
 
 
 def ops():
     a, b = Value(1.5, label="a"), Value(-0.5)
     out = (a * b + a / (b - 2) - (-a) + a ** 2 + 2 ** a + a ** b.exp() + (a - 3) * 0.5 + 1 / a
            + a.relu() + b.relu() + a.tanh() + b.sigmoid() + a.log() + Value.sum([a, b, 3.0])
-           + Value.dot([a, b], [b, 2.0], a) + Value.dot([a, b], [b, a], relu=True))
+           + Value.dot([a, b], [b, 2.0], a) + Value.dot([a, b], [b, a], relu=True)
+           + Value.sum([row.call(a) for row in UNARY.values()]))
     out.backward()
     out.backward()
     a.data = 1.25
