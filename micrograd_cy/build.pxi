@@ -3,6 +3,8 @@
 # Python code (a __float__, an iterator) runs before a node is half made, or the node
 # counts what it owns at every step, so an exception leaves nothing broken.
 
+import numbers
+
 # ---------------------------------------------------------------------------
 # Turning Python numbers into doubles
 
@@ -201,28 +203,81 @@ cdef int _unequal(Py_ssize_t weights, Py_ssize_t inputs) except -1:
     raise ValueError(f"a dot product needs as many weights as inputs, got {weights} and {inputs}")
 
 
-cdef Value _dot(object w, object x, object bias, bint relu):
+cdef Value _nary_node(unsigned char op, unsigned char flags, object xs, object ys, object last,
+                      unsigned char last_off, Py_ssize_t room):
+    """The node of an n-ary op (SUM, DOT, NET), with flags: its children are the items of
+    xs, then those of ys (results of PySequence_Fast; ys may be None), then last (None: no
+    such child), numbers becoming leaves. room: pointer slots after the children for the
+    op's own numbers (NET's hidden units). The node leaves the tape where a child is off it,
+    or where last's flags have last_off (a NET's PARAMS holding a weight off the tape)."""
+    cdef Py_ssize_t ny = 0 if ys is None else PySequence_Fast_GET_SIZE(ys)
+    cdef Value out = _new(op)
+    out._flags |= flags
+    cdef int some = _set_kids(out, xs, ny + (last is not None) + room)
+    cdef int off
+    cdef Value v
+    if ys is not None:
+        if PySequence_Fast_GET_SIZE(ys) != ny:  # converting xs ran code that resized ys
+            raise RuntimeError("the inputs changed size while the weights were read")
+        some |= _set_kids(out, ys, 0)
+    off = some & OFF_TAPE
+    if last is not None:
+        v = <Value>last if type(last) is Value else _as_value(last)  # may run Python code
+        _ready(v)
+        Py_INCREF(v)
+        out._s.kids[out._n] = <PyObject*>v
+        out._n += 1
+        off |= v._flags & last_off
+    return _done(out, off, _eval(<PyObject*>out))
+
+
+cdef inline Value _dot(object w, object x, object bias, bint relu):
     """The DOT node of w and x, two results of PySequence_Fast, plus bias if not None."""
     cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(w)
     if n != PySequence_Fast_GET_SIZE(x):
         _unequal(n, PySequence_Fast_GET_SIZE(x))
-    cdef Value out = _new(DOT)
-    if relu:
-        out._flags |= RELU_OUT
-    cdef int kid_flags = _set_kids(out, w, n + (bias is not None))
-    if PySequence_Fast_GET_SIZE(x) != n:  # converting w ran code that resized x
-        raise RuntimeError("the inputs changed size while the weights were read")
-    kid_flags |= _set_kids(out, x, 0)
-    cdef Value b
-    if bias is not None:
-        b = <Value>bias if type(bias) is Value else _as_value(bias)
-        _ready(b)
-        Py_INCREF(b)
-        out._s.kids[out._n] = <PyObject*>b
-        out._n += 1
-        out._flags |= HAS_BIAS
-        kid_flags |= b._flags
-    return _done(out, kid_flags & OFF_TAPE, _eval(<PyObject*>out))
+    return _nary_node(DOT, (RELU_OUT if relu else 0) | (HAS_BIAS if bias is not None else 0),
+                      w, x, bias, OFF_TAPE, 0)
+
+
+cdef list _matvec(object weights, object inputs, object biases, bint relu):
+    """Value.matvec: the DOT node of each row of weights with the inputs, converted once."""
+    cdef Py_ssize_t j, m
+    # snapshots: converting numbers may run code that edits lists
+    cdef tuple rows = tuple(weights)
+    cdef tuple bs = None
+    cdef list out
+    x = [v if type(v) is Value else _as_value(v)
+         for v in PySequence_Fast(inputs, "Value.matvec() takes a sequence of inputs")]
+    m = len(rows)
+    if biases is not None:
+        bs = tuple(biases)
+        if len(bs) != m:
+            raise ValueError(f"Value.matvec() needs one bias per row, got {m} rows and "
+                             f"{len(bs)} biases")
+    out = [None] * m
+    for j in range(m):
+        out[j] = _dot(PySequence_Fast(rows[j], "each row of weights must be a sequence"), x,
+                      None if bs is None else bs[j], relu)
+    return out
+
+
+cdef object _pow_node(Value a, object other):
+    """a ** other for a number other (POW, the exponent kept in the node); NotImplemented
+    for anything else."""
+    cdef double c
+    if not _real(other, &c):
+        return NotImplemented
+    cdef bint integral = _integral(other)  # Python code may run: before the node is made
+    _ready(a)
+    cdef Value out = _new(POW)
+    out._s.c = c
+    out._n = 1
+    if integral:
+        out._flags |= INT_EXPONENT
+    Py_INCREF(a)
+    out._a = <PyObject*>a
+    return _done(out, a._flags & OFF_TAPE, _eval1(POW, a._data, c, &out._data))
 
 
 cdef int _set_kids(Value out, object items, Py_ssize_t extra) except -1:
@@ -270,114 +325,3 @@ cdef int _set_kids(Value out, object items, Py_ssize_t extra) except -1:
         for i in range(out._n):
             _ready(<Value>out._s.kids[i])
     return some
-
-
-# ---------------------------------------------------------------------------
-# A whole MLP as one node (Net, for nn.MLP): the weights sit in one PARAMS node, shared by
-# every NET node built from them, and read again only when a neuron's list of weights no
-# longer holds what PARAMS does (ops.pxi: NET and PARAMS).
-
-cdef extern from "Python.h":  # on borrowed pointers: no reference counting, no Python code
-    bint _list_exact "PyList_CheckExact"(PyObject*)
-    bint _tuple_exact "PyTuple_CheckExact"(PyObject*)
-    Py_ssize_t _fast_size "PySequence_Fast_GET_SIZE"(PyObject*)
-    PyObject** _fast_items "PySequence_Fast_ITEMS"(PyObject*)
-    PyObject* _tuple_item "PyTuple_GET_ITEM"(PyObject*, Py_ssize_t)
-
-
-cdef extern from "Python.h":
-    PyObject* _type_lookup "_PyType_Lookup"(PyTypeObject*, PyObject*)  # borrowed; no code runs
-
-
-cdef bint _stock_methods(tuple stock) noexcept:
-    """Whether each (class, name, function) of stock holds: class.name is function, as
-    Python's own lookup finds it (the class's MRO; a function is its own class attribute),
-    at the cost of a cache probe each."""
-    cdef Py_ssize_t i
-    cdef PyObject* check
-    for i in range(len(stock)):
-        check = _tuple_item(<PyObject*>stock, i)
-        if _type_lookup(<PyTypeObject*>_tuple_item(check, 0), _tuple_item(check, 1)) != \
-                _tuple_item(check, 2):
-            return False
-    return True
-
-
-cdef Value _params_node(tuple rows, tuple biases, tuple sizes, tuple relus, Py_ssize_t n0):
-    """The PARAMS node of an MLP with n0 inputs: rows and biases are those of every layer, one
-    after the other, sizes the number of rows of each layer and relus its ReLU flag. Raises as
-    Value.matvec would when the shapes do not chain."""
-    cdef Py_ssize_t L = len(sizes), l, j, r = 0, nin = n0, nout, total = 0, hidden = 0
-    cdef unsigned int* shape
-    cdef int some = 0
-    cdef Value b
-    snapshot = [tuple(row) for row in rows]  # converting numbers may run code that edits lists
-    for l in range(L):
-        nout = sizes[l]
-        for j in range(r, r + nout):
-            if len(snapshot[j]) != nin:
-                _unequal(len(snapshot[j]), nin)
-        total += nout * (nin + 1)
-        if l + 1 < L:
-            hidden += nout
-        r += nout
-        nin = nout
-    if total > <Py_ssize_t>0xFFFFFFFF:
-        raise OverflowError("a node takes at most 2**32 - 1 children")
-    out = _new(PARAMS)
-    out._s.kids = <PyObject**>_alloc(max(total + _slots((2 * L + 3) * sizeof(unsigned int)), 1)
-                                     * sizeof(PyObject*))
-    if out._s.kids == NULL:
-        raise MemoryError()
-    for j in range(len(rows)):
-        some |= _set_kids(out, snapshot[j], 0)
-        b = _as_value(biases[j])  # may run Python code: out owns what it counted
-        _ready(b)
-        Py_INCREF(b)
-        out._s.kids[out._n] = <PyObject*>b
-        out._n += 1
-        some |= b._flags
-    if some & OFF_TAPE:
-        out._flags |= KID_OFF_TAPE
-    if some & ON_TAPE:
-        out._flags |= KID_ON_TAPE
-    shape = _net_shape(<PyObject*>out)
-    shape[0] = L
-    shape[1] = n0
-    for l in range(L):
-        shape[2 + l] = sizes[l]
-        shape[2 + L + l] = bool(relus[l])
-    shape[2 + 2 * L] = hidden
-    _join(out, True)  # never on the tape: a walk never meets PARAMS (ops.pxi)
-    return out
-
-
-cdef bint _params_hold(Value p, tuple rows, tuple biases, Py_ssize_t n0) noexcept:
-    """Whether PARAMS p holds the weights rows and biases hold now, for n0 inputs: the rows
-    are the neurons' own lists, which can change in place. No Python code runs. p may have
-    been read for other rows (a Net's __init__ run again meanwhile): its shape is not trusted
-    to fit them."""
-    cdef PyObject** kids = p._s.kids
-    cdef unsigned int* shape = _net_shape(<PyObject*>p)
-    cdef Py_ssize_t L = shape[0], l, j, r = 0, k = 0, nin = n0, nout
-    cdef Py_ssize_t nrows = len(rows)
-    cdef PyObject* row
-    if shape[1] != n0 or len(biases) != nrows:
-        return False
-    for l in range(L):
-        nout = shape[2 + l]
-        for j in range(nout):
-            if r == nrows:
-                return False
-            row = _tuple_item(<PyObject*>rows, r)
-            if not (_list_exact(row) or _tuple_exact(row)) or _fast_size(row) != nin:
-                return False
-            if memcmp(_fast_items(row), kids + k, nin * sizeof(PyObject*)):
-                return False
-            k += nin
-            if _tuple_item(<PyObject*>biases, r) != kids[k]:
-                return False
-            k += 1
-            r += 1
-        nin = nout
-    return r == nrows

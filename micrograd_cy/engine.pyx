@@ -8,50 +8,24 @@ each node to a tape in build order. backward() walks the tape down from the root
 in one C loop that dispatches on each node's op code; graphs the tape does not hold
 are ordered by a depth-first search on an explicit stack instead.
 
-This file is Value's Python surface; the engine's concerns live in the files it
-includes, one each (docs/architecture.md):
-  ops.pxi     each op's forward value and chain rule, side by side
-  memory.pxi  slabs, the tape, freeing
-  order.pxi   the walks that order a graph and run the rules over it
-  build.pxi   numbers and sequences from Python into nodes
-  batch.pxi   a graph evaluated on many rows of inputs in one call
-  optim.pxi   the SGD update and zero_grad over the parameters, in C
-  debug.pxi   the debug build's invariant checks and failing allocations
+This file is Value's Python surface. The engine's concerns live in the files it includes
+below, one each, in the order they build on each other (docs/architecture.md). Value's C
+fields, the Op enum and the flags are declared in engine.pxd.
 """
 cimport cython
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyTypeObject
 from cpython.ref cimport Py_INCREF, PyObject
 from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_SIZE, PySequence_Fast_ITEMS
-from libc.string cimport memcmp
 
-import numbers
-
-cdef extern from *:
-    """
-    #if defined(__GNUC__) || defined(__clang__)
-    #define mgcy_prefetch(p) __builtin_prefetch((const void *)(p), 1, 3)
-    #else
-    #define mgcy_prefetch(p) ((void)0)
-    #endif
-    """
-    void _prefetch "mgcy_prefetch"(const void*) noexcept nogil
-
-# The per-node loops ask for a node this many steps ahead of the one they work on.
-# A reference graph (4 MB) outgrows the caches: with 8 steps the walk of a new graph
-# took about 1 ns a node more (A/B in one process); 32 to 128 did alike.
-DEF PREFETCH = 32
-
-cdef extern from "Python.h":
-    unsigned long Py_TPFLAGS_HEAPTYPE
-
-include "ops.pxi"
-include "memory.pxi"
-include "order.pxi"
-include "build.pxi"
-include "batch.pxi"
-include "optim.pxi"
-include "debug.pxi"
+include "ops.pxi"     # each op's forward value beside its chain rule; the dispatch on the op code
+include "memory.pxi"  # slabs (where nodes live), the tape, freeing; the invariants, stated once
+include "order.pxi"   # the walks that order a graph, and the backward and replay passes
+include "build.pxi"   # Python numbers and sequences into leaves and op nodes: every builder
+include "net.pxi"     # a one-output MLP as one node: the NET and PARAMS rules, and Net
+include "batch.pxi"   # Value.evaluate: a graph evaluated on many rows of inputs in one call
+include "optim.pxi"   # SGD: the update and zero_grad over the parameters, in C
+include "debug.pxi"   # the debug build's invariant checks and failing allocations
 
 
 @cython.final
@@ -86,48 +60,6 @@ cdef _Aux _aux_of(Value v):
     if v._aux is None:
         v._aux = _Aux.__new__(_Aux)
     return v._aux
-
-
-cdef _check_layout():
-    cdef Value v = Value.__new__(Value)
-    if <char*>&v._s != <char*>&v._a + sizeof(PyObject*):
-        raise ImportError("micrograd_cy: Value's _a and _s are not adjacent; _children() needs them so")
-    cdef PyTypeObject* t = <PyTypeObject*>Value
-    if t.tp_flags & Py_TPFLAGS_HEAPTYPE:  # a heap type's instances own a reference to it
-        raise ImportError("micrograd_cy: Value is a heap type; its tp_dealloc expects a static one")
-    t.tp_dealloc = _dealloc
-    global _slabs_ok, _aux_offset
-    _aux_offset = <char*>&v._grad - <char*><PyObject*>v + sizeof(double)
-    # slabs hold 64-byte Values with _aux last (not so on, e.g., a Py_TRACE_REFS build)
-    _slabs_ok = (t.tp_basicsize == NODE_BYTES and _aux_offset + sizeof(PyObject*) == NODE_BYTES
-                 and sizeof(_Slab) <= HEAD_SLOTS * NODE_BYTES)
-
-_check_layout()
-
-# What a graph costs in memory, for estimates made before building one (cli.py): the bytes of
-# a Value, and of one entry of a node's array of children
-NODE_SIZE = (<PyTypeObject*>Value).tp_basicsize
-CHILD_SIZE = sizeof(PyObject*)
-
-
-def _tape_state():
-    """(entries on the tape, live nodes on it): for tests."""
-    return _ntape, _tape_live
-
-
-def _order_counts():
-    """(tape walks, walks that handed over to a depth-first search, depth-first searches,
-    tape entries walked) since import: for tests."""
-    return _walks, _handovers, _searches, _walked
-
-
-def _use_depth_first(bint on):
-    """Tests: order every graph depth-first (on) or by the tape where it pays (off, the
-    default). Returns the setting it replaces."""
-    global _depth_first_only
-    was = _depth_first_only
-    _depth_first_only = on
-    return was
 
 
 cdef dict _slot_values(object v):
@@ -321,24 +253,11 @@ Stores a single scalar value and its gradient."""
         return _apply(DIV, self, other)
 
     def __pow__(self, other, mod):
-        cdef Value out
-        cdef double c
         if mod is not None:
             return NotImplemented
         if type(other) is Value:
             return _binary(POWV, self, other)
-        if not _real(other, &c):
-            return NotImplemented
-        cdef bint integral = _integral(other)  # Python code may run: before the node is made
-        _ready(self)
-        out = _new(POW)
-        out._s.c = c
-        out._n = 1
-        if integral:
-            out._flags |= INT_EXPONENT
-        Py_INCREF(self)
-        out._a = <PyObject*>self
-        return _done(out, self._flags & OFF_TAPE, _eval1(POW, self._data, c, &out._data))
+        return _pow_node(self, other)
 
     # A subclass that overrides one of the ops upstream builds the others from gets them
     # built from its own, as upstream's do (each comment names upstream's composition)
@@ -394,10 +313,8 @@ Stores a single scalar value and its gradient."""
     @staticmethod
     def sum(values):
         """One node for values[0] + values[1] + ... (numbers become leaves)."""
-        items = PySequence_Fast(values, "Value.sum() takes an iterable")
-        cdef Value out = _new(SUM)
-        cdef int kid_flags = _set_kids(out, items, 0)
-        return _done(out, kid_flags & OFF_TAPE, _eval(<PyObject*>out))
+        return _nary_node(SUM, 0, PySequence_Fast(values, "Value.sum() takes an iterable"), None,
+                          None, 0, 0)
 
     @staticmethod
     def dot(weights, inputs, bias=None, bint relu=False):
@@ -417,24 +334,7 @@ Stores a single scalar value and its gradient."""
         One node per row of weights: a layer of neurons. Numbers among the inputs become
         leaves once, shared by every row.
         """
-        cdef Py_ssize_t j, m
-        # snapshots: converting numbers may run code that edits lists
-        cdef tuple rows = tuple(weights)
-        cdef tuple bs = None
-        cdef list out
-        x = [v if type(v) is Value else _as_value(v)
-             for v in PySequence_Fast(inputs, "Value.matvec() takes a sequence of inputs")]
-        m = len(rows)
-        if biases is not None:
-            bs = tuple(biases)
-            if len(bs) != m:
-                raise ValueError(f"Value.matvec() needs one bias per row, got {m} rows and "
-                                 f"{len(bs)} biases")
-        out = [None] * m
-        for j in range(m):
-            out[j] = _dot(PySequence_Fast(rows[j], "each row of weights must be a sequence"), x,
-                          None if bs is None else bs[j], relu)
-        return out
+        return _matvec(weights, inputs, biases, relu)
 
     # -- the graph as a whole --------------------------------------------------
 
@@ -470,98 +370,3 @@ Stores a single scalar value and its gradient."""
         _forward_cached(_cached_order(self))
         _debug_check()
         return self
-
-
-@cython.final
-@cython.no_gc  # holds tuples of the neurons' lists of Values (see SGD on cycles)
-@cython.binding(False)  # C method descriptors: they refuse a self that is not a Net
-@cython.auto_pickle(False)  # its PARAMS node must never come back as a plain leaf
-cdef class Net:
-    """Net(layers): a multi-layer perceptron with one output, one node a call (for nn.MLP).
-
-    layers: a sequence of (weights, biases, relu), one a layer: weights a sequence of rows
-    (each a sequence of weights, one per input), biases one per row; the last layer has one
-    row. net(x) is the Value that chaining Value.matvec over the layers gives, with the same
-    numbers, data and gradients, as one node (its _op 'mlp', its _prev the inputs and a
-    'params' node holding the weights): no node a neuron. The rows may be lists that change
-    in place: each call checks that they still hold the weights the node reads.
-
-    stock, otherwise: the net stands in for calling the caller's objects (nn.MLP's layers and
-    neurons) only while their classes' methods are the stock ones: stock holds (class, name,
-    function) triples, and a call where class.name is not function returns otherwise(x)
-    instead (a patched Neuron.__call__ is then called). Checked in C, at each call.
-    """
-    cdef tuple _rows     # every layer's rows, one after the other: the caller's own sequences
-    cdef tuple _biases   # one a row
-    cdef tuple _sizes    # rows a layer
-    cdef tuple _relus    # a flag a layer
-    cdef Value _params   # the PARAMS node of the weights as last read, or None...
-    cdef tuple _read_for # ...and the (sizes, relus) it was read for: __init__ makes new ones
-    cdef tuple _stock    # (class, name, function) triples, each checked at every call
-    cdef object _otherwise
-
-    def __init__(self, layers, stock=(), otherwise=None):
-        stock = tuple(stock)
-        for check in stock:
-            if not (isinstance(check, tuple) and len(check) == 3 and isinstance(check[0], type)
-                    and type(check[1]) is str):
-                raise TypeError("Net: stock holds (class, method name, function) triples")
-        if stock and not callable(otherwise):
-            raise TypeError("Net: stock needs otherwise, a callable taking the inputs")
-        rows, biases, sizes, relus = [], [], [], []
-        for layer in layers:
-            weights, bs, relu = layer
-            weights = tuple(weights)
-            bs = tuple(bs)
-            if len(bs) != len(weights):
-                raise ValueError(f"Net: a layer needs one bias per row, got {len(weights)} rows "
-                                 f"and {len(bs)} biases")
-            rows += weights
-            biases += bs
-            sizes.append(len(weights))
-            relus.append(bool(relu))
-        if not sizes or sizes[len(sizes) - 1] != 1:
-            raise ValueError("Net: the last layer must have exactly one row (one output)")
-        self._rows, self._biases = tuple(rows), tuple(biases)
-        self._sizes, self._relus = tuple(sizes), tuple(relus)
-        self._params = None
-        self._stock, self._otherwise = stock, otherwise
-
-    def __call__(self, x):
-        cdef Value p, out
-        cdef Py_ssize_t n0
-        cdef unsigned int hidden
-        cdef unsigned int* shape
-        cdef int kid_flags
-        cdef tuple rows, biases, sizes, relus
-        if self._rows is None:
-            raise ValueError("a Net made by Net.__new__ has no layers: make it with Net(layers)")
-        if self._stock and not _stock_methods(self._stock):
-            return self._otherwise(x)
-        items = PySequence_Fast(x, "a Net takes a sequence of inputs")  # may run code
-        # locals, read together: reading numbers may run code that calls __init__ again
-        rows, biases, sizes, relus = self._rows, self._biases, self._sizes, self._relus
-        n0 = PySequence_Fast_GET_SIZE(items)
-        p = self._params
-        if p is None or self._read_for[0] is not sizes or self._read_for[1] is not relus \
-                or not _params_hold(p, rows, biases, n0):
-            p = _params_node(rows, biases, sizes, relus, n0)
-            # for other layers if __init__ ran meanwhile: the next call reads them
-            self._params, self._read_for = p, (sizes, relus)
-            if PySequence_Fast_GET_SIZE(items) != n0:  # reading the weights ran code that did it
-                raise RuntimeError("the inputs changed size while the weights were read")
-        shape = _net_shape(<PyObject*>p)  # p's own: the node's rules read it, not self's
-        hidden = shape[2 + 2 * shape[0]]
-        out = _new(NET)
-        out._s.kids = <PyObject**>_alloc((n0 + 1 + _slots(2 * hidden * sizeof(double)))
-                                         * sizeof(PyObject*))
-        if out._s.kids == NULL:
-            raise MemoryError()
-        kid_flags = _set_kids(out, items, 0)  # may run Python code; out owns what it counted
-        Py_INCREF(p)
-        out._s.kids[out._n] = <PyObject*>p
-        out._n += 1
-        return _done(out, kid_flags & OFF_TAPE or p._flags & KID_OFF_TAPE, _eval(<PyObject*>out))
-
-    def __repr__(self):
-        return f"Net({[len(self._rows[0]) if self._rows else 0] + list(self._sizes or ())})"

@@ -485,3 +485,38 @@ cdef void _dealloc(PyObject* o) noexcept:
         _dealloc_depth -= 1
         if _dealloc_depth == 0:  # not inside another node's dealloc
             _debug_check_in_dealloc()
+
+
+# ---------------------------------------------------------------------------
+# At import: Value's layout checked (slabs are used only where it is what they assume), and
+# its tp_dealloc installed
+
+cdef extern from "Python.h":
+    unsigned long Py_TPFLAGS_HEAPTYPE
+
+
+cdef _check_layout():
+    cdef Value v = Value.__new__(Value)
+    if <char*>&v._s != <char*>&v._a + sizeof(PyObject*):
+        raise ImportError("micrograd_cy: Value's _a and _s are not adjacent; _children() needs them so")
+    cdef PyTypeObject* t = <PyTypeObject*>Value
+    if t.tp_flags & Py_TPFLAGS_HEAPTYPE:  # a heap type's instances own a reference to it
+        raise ImportError("micrograd_cy: Value is a heap type; its tp_dealloc expects a static one")
+    t.tp_dealloc = _dealloc
+    global _slabs_ok, _aux_offset
+    _aux_offset = <char*>&v._grad - <char*><PyObject*>v + sizeof(double)
+    # slabs hold 64-byte Values with _aux last (not so on, e.g., a Py_TRACE_REFS build)
+    _slabs_ok = (t.tp_basicsize == NODE_BYTES and _aux_offset + sizeof(PyObject*) == NODE_BYTES
+                 and sizeof(_Slab) <= HEAD_SLOTS * NODE_BYTES)
+
+_check_layout()
+
+# What a graph costs in memory, for estimates made before building one (cli.py): the bytes of
+# a Value, and of one entry of a node's array of children
+NODE_SIZE = (<PyTypeObject*>Value).tp_basicsize
+CHILD_SIZE = sizeof(PyObject*)
+
+
+def _tape_state():
+    """(entries on the tape, live nodes on it): for tests."""
+    return _ntape, _tape_live

@@ -347,119 +347,9 @@ cdef inline void _given_bwd(PyObject* node, double g, _Mode* m) noexcept:
     for i in range((<Value>node)._n):
         _give(kids[i], d[i] * g, m)
 
-# -- NET: a multi-layer perceptron with one output, as one node (nn.MLP: Net). kids = the
-#    inputs x[0..n0), then the PARAMS node of its weights, which the node reads and gives to
-#    directly (a walk never meets PARAMS itself); after them, in the same array, the hidden
-#    units' outputs (forward) and their grads (backward), H doubles each. Its numbers are
-#    those of one ReLU'd DOT node a neuron (nn.Layer): each neuron sums b + w0*x0 + w1*x1 + ...
-#    in that order, and backward gives to the weights, the biases and the inputs in the
-#    order a walk of those DOT nodes would (a layer's last neuron first, each neuron's kids
-#    in order), so that the grads are the same to the last bit.
-# -- PARAMS: kids = the weights, layer by layer and neuron by neuron, w[0..nin) then b;
-#    after them its shape as unsigned ints: L, n0, n1, ..., nL (nL = 1), then the L ReLU
-#    flags, then H = n1 + ... + n(L-1). It computes nothing and gives nothing.
-cdef inline unsigned int* _net_shape(PyObject* params) noexcept:
-    return <unsigned int*>((<Value>params)._s.kids + (<Value>params)._n)
-
-cdef inline double* _net_hidden(PyObject* node) noexcept:
-    return <double*>((<Value>node)._s.kids + (<Value>node)._n)
-
-cdef inline PyObject* _net_params(PyObject* node) noexcept:
-    return (<Value>node)._s.kids[(<Value>node)._n - 1]
-
-cdef inline int _net_fwd(PyObject* node, double* out) noexcept:
-    cdef PyObject** x = (<Value>node)._s.kids
-    cdef PyObject* params = _net_params(node)
-    cdef PyObject** w = (<Value>params)._s.kids
-    cdef unsigned int* shape = _net_shape(params)
-    cdef unsigned int L = shape[0], l, j, i, nin, nout
-    cdef double* h = _net_hidden(node)  # this layer's outputs go here...
-    cdef double* prev = NULL            # ...from the last layer's (NULL: from x)
-    cdef double acc
-    for l in range(L):
-        nin = shape[1 + l]
-        nout = shape[2 + l]
-        for j in range(nout):
-            acc = _val(w[nin])
-            if prev == NULL:
-                for i in range(nin):
-                    acc += _val(w[i]) * _val(x[i])
-            else:
-                for i in range(nin):
-                    acc += _val(w[i]) * prev[i]
-            if shape[2 + L + l] and acc < 0.0:
-                acc = 0.0
-            if l + 1 < L:
-                h[j] = acc
-            else:
-                out[0] = acc
-            w += nin + 1
-        prev = h
-        h += nout
-    return OK
-
-cdef inline void _give_weight(PyObject* w, double d, bint walked, _Mode* m) noexcept:
-    """_give to a NET's weight: straight into its grad when no weight of its PARAMS is on
-    the tape, so that a walk has nothing to reach (a leaf's grad adds up, as _give's would)."""
-    if walked:
-        _give(w, d, m)
-    else:
-        _gradp(w)[0] += d
-
-cdef inline void _net_bwd(PyObject* node, double g, _Mode* m) noexcept:
-    cdef PyObject** x = (<Value>node)._s.kids
-    cdef PyObject* params = _net_params(node)
-    cdef bint walked = (<Value>params)._flags & KID_ON_TAPE
-    cdef unsigned int* shape = _net_shape(params)
-    cdef unsigned int L = shape[0], l, j, i, nin, nout, H = shape[2 + 2 * L]
-    cdef PyObject** w = (<Value>params)._s.kids + (<Value>params)._n  # the end of the last layer
-    cdef double* act = _net_hidden(node) + H  # the end of the hidden outputs...
-    cdef double* grad = act + H               # ...and of their grads
-    cdef double* a_in
-    cdef double* g_in
-    cdef PyObject** wj
-    cdef double a, gj
-    l = L
-    while l > 0:
-        l -= 1
-        nin = shape[1 + l]
-        nout = shape[2 + l]
-        w -= nout * (nin + 1)
-        if l > 0:  # the layer's inputs are hidden units: their grads start at 0
-            a_in = act - nin
-            g_in = grad - nin
-            for i in range(nin):
-                g_in[i] = 0.0
-        j = nout
-        while j > 0:
-            j -= 1
-            wj = w + j * (nin + 1)
-            if l + 1 == L:
-                a, gj = (<Value>node)._data, g
-            else:
-                a, gj = act[j], grad[j]
-            if shape[2 + L + l] and a <= 0.0:  # a dead ReLU gives nothing; NaN passes, as RELU
-                if walked:
-                    for i in range(nin + 1):
-                        _give_none(wj[i], m)
-                if l == 0:
-                    for i in range(nin):
-                        _give_none(x[i], m)
-                continue
-            if l == 0:
-                for i in range(nin):
-                    _give_weight(wj[i], _val(x[i]) * gj, walked, m)
-                    _give(x[i], _val(wj[i]) * gj, m)
-            else:
-                for i in range(nin):
-                    _give_weight(wj[i], a_in[i] * gj, walked, m)
-                    g_in[i] += _val(wj[i]) * gj
-            _give_weight(wj[nin], gj, walked, m)
-        if l > 0:
-            act = a_in
-            grad = g_in
-
-# The NET rules are called through these pointers, set at import, so that the C compiler
+# -- NET and PARAMS: a whole MLP as one node; their rules are in net.pxi. PARAMS gives
+#    nothing (NET nodes give to its weights): _backprop has no branch for it.
+# The NET rules are called through these pointers, set at import (net.pxi), so that the C compiler
 # cannot inline them: with their loops inlined, _eval and _backprop grew too big for it to
 # inline them in turn into the replay and backward loops, which then made a call a node
 # (replaying upstream nn.py's graph, A/B in alternating processes: forward 1.66x and
@@ -467,9 +357,6 @@ cdef inline void _net_bwd(PyObject* node, double g, _Mode* m) noexcept:
 cdef int (*_net_fwd_out_of_line)(PyObject*, double*) noexcept
 cdef void (*_net_bwd_out_of_line_adding)(PyObject*, double, _Adding*) noexcept
 cdef void (*_net_bwd_out_of_line_walking)(PyObject*, double, _Walking*) noexcept
-
-cdef inline void _params_bwd(PyObject* node, double g, _Mode* m) noexcept:
-    pass  # nothing to give: NET nodes give to the weights directly
 
 
 # kernel: end
@@ -617,10 +504,4 @@ cdef inline void _backprop(PyObject* node, _Mode* m) noexcept:
             _net_bwd_out_of_line_walking(node, g, m)
         else:
             _net_bwd_out_of_line_adding(node, g, m)
-    elif op == PARAMS:
-        _params_bwd(node, g, m)
 # kernel: end
-
-_net_fwd_out_of_line = _net_fwd
-_net_bwd_out_of_line_adding = _net_bwd[_Adding]
-_net_bwd_out_of_line_walking = _net_bwd[_Walking]
