@@ -38,7 +38,8 @@ def pytest_configure(config):
     if not HAVE_TORCH and "not torch" not in (config.getoption("markexpr") or ""):
         raise pytest.UsageError(
             "PyTorch, the tests' oracle, is not installed: install the test extra "
-            "(pip install '.[test]') or leave its tests out with -m \"not torch\"")
+            "(pip install '.[test]') or leave its tests out with -m \"not torch\" "
+            "(-m \"not torch and not slow\": the default run less them)")
 
 
 def pytest_collection_modifyitems(items):

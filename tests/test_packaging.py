@@ -3,6 +3,7 @@ and builds with nothing but the build requirements, and a wheel; each installs i
 virtual environment and computes what upstream micrograd computes."""
 import inspect
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -66,8 +67,9 @@ def install_and_probe(tmp_path, target):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     neutral = tmp_path / "elsewhere"  # not the clone: its source folder must not be what imports
     neutral.mkdir()
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # a clean venv's own
     probe = subprocess.run([str(python), "-c", PROBE], cwd=neutral, capture_output=True,
-                           text=True)
+                           text=True, env=clean)
     assert probe.returncode == 0, probe.stderr
     got = json.loads(probe.stdout)
     assert Path(got.pop("file")).is_relative_to(env_dir)
