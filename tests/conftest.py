@@ -28,10 +28,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # fixture), so the other Pythons run the rest with -m "not torch" (noxfile.py). Without torch
 # and without that flag the run stops: a suite that silently lost its oracle is not green.
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
-# enginec/: engine.c's test file, which imports PyTorch at its top (no conftest of its own
-# there: a second conftest module would shadow this one for `from conftest import ...`)
-ENGINEC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "enginec")
-collect_ignore = [] if HAVE_TORCH else ["test_ops_torch.py", "enginec"]
+collect_ignore = [] if HAVE_TORCH else ["test_ops_torch.py"]
 
 
 def pytest_configure(config):
@@ -44,8 +41,7 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if "torch" in getattr(item, "fixturenames", ()) or \
-                os.path.dirname(str(item.path)) == ENGINEC:
+        if "torch" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.torch)
 
 
