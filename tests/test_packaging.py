@@ -102,6 +102,23 @@ def test_the_wheel_carries_the_compiled_engine_and_its_types(dists):
 
 
 @pytest.mark.slow
+def test_the_license_travels_in_the_sdist_and_in_the_wheels_metadata(dists):
+    sdist, wheel = dists
+    license_text = (ROOT / "LICENSE").read_text()
+    assert license_text.startswith("MIT License") and "micrograd_cy contributors" in license_text
+    with tarfile.open(sdist) as tar:
+        (member,) = [m for m in tar.getmembers() if Path(m.name).parts[1:] == ("LICENSE",)]
+        assert tar.extractfile(member).read().decode() == license_text
+    with zipfile.ZipFile(wheel) as whl:
+        info = {Path(n).relative_to(Path(n).parts[0]).as_posix(): n for n in whl.namelist()
+                if Path(n).parts[0].endswith(".dist-info")}
+        metadata = whl.read(info["METADATA"]).decode()
+        assert whl.read(info["licenses/LICENSE"]).decode() == license_text
+    assert "License-Expression: MIT" in metadata.splitlines()
+    assert "License-File: LICENSE" in metadata.splitlines()
+
+
+@pytest.mark.slow
 def test_the_wheel_installs_and_runs_in_a_clean_venv(dists, tmp_path):
     install_and_probe(tmp_path, dists[1])
 
