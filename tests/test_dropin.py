@@ -263,8 +263,6 @@ def test_a_grad_whose_float_reenters_the_engine_cannot_break_the_node():
         node * 2.0  # never finished: no graph may hold it
 
 
-# -- docs/differences.md, each as written ------------------------------------------------------
-
 # -- subclasses: new methods on a Value of one's own; ops give plain Values, as upstream's ----
 
 class SinValue(Value):
@@ -436,6 +434,8 @@ def test_subclass_instances_free_through_their_type():
     """)
     assert out.strip() == "ok None", out
 
+
+# -- docs/differences.md, each as written ------------------------------------------------------
 
 def test_the_differences_are_as_docs_differences_says():
     import copy
