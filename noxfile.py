@@ -2,10 +2,11 @@
 on each CPython from 3.9 to 3.13 found on this machine and runs the tests there.
 
 PyTorch, the tests' oracle, is installed on TORCH_PYTHON only (pyproject.toml pins its CPU
-build, which has a wheel there): that session runs the whole suite, the others every test that
-does not need PyTorch (-m "not torch"). A Python that is not on the machine is skipped, and
-nox says so ("Python interpreter 3.x not found"). `nox -s "tests-3.12"` runs one; arguments
-after `--` go to pytest (`nox -- -m "not slow"`).
+build, which has a wheel there): that session runs the default selection (pyproject.toml's
+-m "not slow"), the others the same less the tests that need PyTorch (-m "not torch and (not
+slow)"); .ci/run runs the slow tests once, before nox. A Python that is not on the machine is
+skipped, and nox says so ("Python interpreter 3.x not found"). `nox -s "tests-3.12"` runs one;
+arguments after `--` go to pytest (`nox -- -m slow`).
 """
 import os
 
@@ -28,13 +29,13 @@ os.environ["PATH"] = os.pathsep.join([*_bins, os.environ.get("PATH", "")])
 
 @nox.session(python=PYTHONS)
 def tests(session):
-    """Build and install the package and run the tests: all on TORCH_PYTHON, else -m "not torch"."""
+    """Build and install the package and run the default tests, less -m "not torch" off TORCH_PYTHON."""
     with_torch = session.python == TORCH_PYTHON
     session.install(".[test]" if with_torch else ".[test-core]")
     args = list(session.posargs)
-    if not with_torch:  # one -m: pytest keeps only the last
-        expr = args.pop(args.index("-m") + 1) if "-m" in args else None
-        if expr is not None:
+    if not with_torch:  # one -m: pytest keeps only the last, replacing pyproject's "not slow"
+        expr = args.pop(args.index("-m") + 1) if "-m" in args else "not slow"
+        if "-m" in args:
             args.remove("-m")
-        args = ["-m", f"not torch and ({expr})" if expr else "not torch", *args]
+        args = ["-m", f"not torch and ({expr})", *args]
     session.run("pytest", "-p", "no:cacheprovider", *args)

@@ -4,18 +4,31 @@ Two-dimensional data sets: the decision boundary over the data, as in micrograd'
 demo.ipynb, beside the loss and accuracy curves. Digits: the curves beside the held-out
 confusion matrix.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
+from numpy.typing import NDArray
 
 from micrograd_cy.engine import Value
 from micrograd_cy.train import sizes
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
-def _figure(width, height):
+    from micrograd_cy.datasets import Dataset
+    from micrograd_cy.nn import MLP
+    from micrograd_cy.train import Result
+
+
+def _figure(width: float, height: float) -> Figure:
     from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
     return Figure(figsize=(width, height), dpi=110, layout="constrained")
 
 
-def save(result, dataset, path, steps):
+def save(result: Result, dataset: Dataset, path: str, steps: int) -> None:
     """Write the picture of `result` (a train.Result on `dataset`) to path (PNG, SVG, PDF...)."""
     fig = _figure(11, 4.6)
     left, right = fig.subplots(1, 2, width_ratios=[1.15, 1])
@@ -31,11 +44,12 @@ def save(result, dataset, path, steps):
     fig.savefig(path)
 
 
-def _percent(x):
+def _percent(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def grid(X, n=160, pad=0.5):
+def grid(X: NDArray[np.float64], n: int = 160, pad: float = 0.5,
+         ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     """The decision boundary's grid over X's two columns, pad beyond the data: xx and yy
     (n x n, as np.meshgrid) and the n*n points as rows (the benchmark evaluates them too)."""
     xs = np.linspace(X[:, 0].min() - pad, X[:, 0].max() + pad, n)
@@ -44,7 +58,7 @@ def grid(X, n=160, pad=0.5):
     return xx, yy, np.c_[xx.ravel(), yy.ravel()]
 
 
-def _decision_boundary(ax, model, dataset):
+def _decision_boundary(ax: Axes, model: MLP, dataset: Dataset) -> None:
     X, y = dataset.X, dataset.y
     xx, yy, points = grid(X)
     # the model's graph on leaves, built once and evaluated on every grid point in C
@@ -53,7 +67,7 @@ def _decision_boundary(ax, model, dataset):
     point_palette = ["#3182bd", "#e6550d", "#31a354", "#756bb1", "#de2d26"]
     if dataset.classes == 2:
         zz = (scores > 0).astype(float)
-        colors, levels = ["#c6dbef", "#fdd0a2"], [-0.5, 0.5, 1.5]
+        colors, levels = ["#c6dbef", "#fdd0a2"], np.array([-0.5, 0.5, 1.5])
         labels = (y > 0).astype(int)  # -1/+1 as class 0/1
         names = ["class -1", "class +1"]
     else:
@@ -77,7 +91,7 @@ def _decision_boundary(ax, model, dataset):
     ax.set_ylabel("$x_2$")
 
 
-def _curves(ax, result, steps):
+def _curves(ax: Axes, result: Result, steps: int) -> None:
     k = np.arange(1, len(result.loss) + 1)
     loss, accuracy = np.asarray(result.loss), 100 * np.asarray(result.accuracy)
     window = len(k) // 40 if len(k) > 200 else 1  # long runs are noisy: show a running mean too
@@ -98,13 +112,13 @@ def _curves(ax, result, steps):
     ax.set_title("training")
 
 
-def _running_mean(values, window):
+def _running_mean(values: NDArray[np.float64], window: int) -> NDArray[np.float64]:
     sums = np.cumsum(np.insert(values, 0, 0.0))
     counts = np.minimum(np.arange(1, len(values) + 1), window)
     return (sums[1:] - sums[np.maximum(np.arange(1, len(values) + 1) - window, 0)]) / counts
 
 
-def _confusion(ax, confusion, accuracy):
+def _confusion(ax: Axes, confusion: NDArray[np.int64], accuracy: float) -> None:
     ax.imshow(confusion, cmap="Blues")
     n = len(confusion)
     for i in range(n):

@@ -4,15 +4,50 @@ Needs the graphviz Python package (pip install 'micrograd_cy[viz]') to build the
 and Graphviz's `dot` program to render it to a file (apt-get install graphviz, brew
 install graphviz, or https://graphviz.org/download/). Works on upstream micrograd's Values too.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable, Protocol
+
+if TYPE_CHECKING:
+    from micrograd_cy.engine import Value
+
+
+class Node(Protocol):
+    """What drawing reads of a node: ours, upstream micrograd's, or any Value-like."""
+
+    @property
+    def data(self) -> float: ...
+    @property
+    def grad(self) -> float: ...
+    @property
+    def _prev(self) -> Iterable[Node]: ...
+    @property
+    def _op(self) -> str: ...
+
+
+class Drawing(Protocol):
+    """What draw_dot returns, a graphviz.Digraph, as type checkers see it: graphviz ships no
+    types of its own, so these are the parts of a Digraph that a drawing is used through."""
+
+    @property
+    def source(self) -> str: ...
+    def node(self, name: str, label: str | None = None, **attrs: Any) -> None: ...
+    def edge(self, tail_name: str, head_name: str, label: str | None = None,
+             **attrs: Any) -> None: ...
+    def pipe(self, format: str | None = None, *, quiet: bool = False) -> bytes: ...
+    def render(self, filename: str | None = None, directory: str | None = None,
+               view: bool = False, cleanup: bool = False, format: str | None = None) -> str: ...
 
 
 class GraphvizMissing(RuntimeError):
     """The graphviz Python package or the Graphviz `dot` program is not installed."""
 
 
-def trace(root):
+def trace(root: Node) -> tuple[set[Node], set[tuple[Node, Node]]]:
     """(nodes, edges) of root's graph; edges run from child to parent. No recursion."""
-    nodes, edges, stack = set(), set(), [root]
+    nodes: set[Node] = set()
+    edges: set[tuple[Node, Node]] = set()
+    stack = [root]
     while stack:
         v = stack.pop()
         if v in nodes:
@@ -24,13 +59,14 @@ def trace(root):
     return nodes, edges
 
 
-def draw_dot(root, format="svg", rankdir="LR", max_nodes=2000):
+def draw_dot(root: Node, format: str = "svg", rankdir: str = "LR",
+             max_nodes: int = 2000) -> Drawing:
     """A graphviz Digraph of root's graph: a record per Value (label, data, grad) and a
     small node per op, as in micrograd's trace_graph.ipynb."""
     if rankdir not in ("LR", "TB"):
         raise ValueError(f"rankdir must be 'LR' or 'TB', not {rankdir!r}")
     try:
-        from graphviz import Digraph
+        from graphviz import Digraph  # type: ignore[import-untyped]
     except ImportError:
         raise GraphvizMissing("drawing graphs needs the graphviz Python package: "
                               "pip install 'micrograd_cy[viz]'") from None
@@ -38,7 +74,7 @@ def draw_dot(root, format="svg", rankdir="LR", max_nodes=2000):
     if len(nodes) > max_nodes:
         raise ValueError(f"the graph has {len(nodes)} nodes, more than max_nodes={max_nodes} "
                          f"that a drawing can show; draw a smaller part or raise max_nodes")
-    dot = Digraph(format=format, graph_attr={"rankdir": rankdir})
+    dot: Drawing = Digraph(format=format, graph_attr={"rankdir": rankdir})
     for n in sorted(nodes, key=id):
         label = getattr(n, "label", "")
         fields = ([label] if label else []) + [f"data {n.data:.4f}", f"grad {n.grad:.4f}"]
@@ -51,7 +87,7 @@ def draw_dot(root, format="svg", rankdir="LR", max_nodes=2000):
     return dot
 
 
-def render(dot, path):
+def render(dot: Drawing, path: str) -> str:
     """Render a Digraph to path; the format is the path's suffix (.svg, .png, .pdf).
 
     Writes path and no other file: the source goes to `dot` through a pipe (graphviz's
@@ -76,7 +112,7 @@ def render(dot, path):
     return path
 
 
-def neuron():
+def neuron() -> Value:
     """The neuron of micrograd's trace_graph notebook, after backward()."""
     from micrograd_cy.engine import Value
     x1 = Value(2.0, label="x1")

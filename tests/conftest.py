@@ -28,23 +28,20 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # fixture), so the other Pythons run the rest with -m "not torch" (noxfile.py). Without torch
 # and without that flag the run stops: a suite that silently lost its oracle is not green.
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
-# enginec/: engine.c's test file, which imports PyTorch at its top (no conftest of its own
-# there: a second conftest module would shadow this one for `from conftest import ...`)
-ENGINEC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "enginec")
-collect_ignore = [] if HAVE_TORCH else ["test_ops_torch.py", "enginec"]
+collect_ignore = [] if HAVE_TORCH else ["test_ops_torch.py"]
 
 
 def pytest_configure(config):
     if not HAVE_TORCH and "not torch" not in (config.getoption("markexpr") or ""):
         raise pytest.UsageError(
             "PyTorch, the tests' oracle, is not installed: install the test extra "
-            "(pip install '.[test]') or leave its tests out with -m \"not torch\"")
+            "(pip install '.[test]') or leave its tests out with -m \"not torch\" "
+            "(-m \"not torch and not slow\": the default run less them)")
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if "torch" in getattr(item, "fixturenames", ()) or \
-                os.path.dirname(str(item.path)) == ENGINEC:
+        if "torch" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.torch)
 
 

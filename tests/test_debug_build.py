@@ -33,6 +33,7 @@ def run_on(package, *args):
                           text=True)
 
 
+@pytest.mark.slow  # the debug build takes a compile of its own
 def test_the_debug_build_is_what_runs(debug_package):
     out = run_on(debug_package, "-c", "from micrograd_cy import engine; "
                                       "print(engine.__file__, engine._DEBUG)")

@@ -263,8 +263,6 @@ def test_a_grad_whose_float_reenters_the_engine_cannot_break_the_node():
         node * 2.0  # never finished: no graph may hold it
 
 
-# -- the README's differences, each as written ------------------------------------------------
-
 # -- subclasses: new methods on a Value of one's own; ops give plain Values, as upstream's ----
 
 class SinValue(Value):
@@ -335,7 +333,7 @@ def test_plain_values_stay_slab_nodes_and_subclass_instances_get_python_habits()
     r = weakref.ref(s)
     del s
     gc.collect()
-    assert r() is not None  # as the README says
+    assert r() is not None  # as docs/differences.md says
 
 
 class Tagged(Value):
@@ -437,7 +435,9 @@ def test_subclass_instances_free_through_their_type():
     assert out.strip() == "ok None", out
 
 
-def test_the_differences_are_as_the_readme_says():
+# -- docs/differences.md, each as written ------------------------------------------------------
+
+def test_the_differences_are_as_docs_differences_says():
     import copy
     import decimal
     import weakref

@@ -3,6 +3,7 @@ and builds with nothing but the build requirements, and a wheel; each installs i
 virtual environment and computes what upstream micrograd computes."""
 import inspect
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -66,8 +67,9 @@ def install_and_probe(tmp_path, target):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     neutral = tmp_path / "elsewhere"  # not the clone: its source folder must not be what imports
     neutral.mkdir()
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # a clean venv's own
     probe = subprocess.run([str(python), "-c", PROBE], cwd=neutral, capture_output=True,
-                           text=True)
+                           text=True, env=clean)
     assert probe.returncode == 0, probe.stderr
     got = json.loads(probe.stdout)
     assert Path(got.pop("file")).is_relative_to(env_dir)
@@ -97,6 +99,23 @@ def test_the_wheel_carries_the_compiled_engine_and_its_types(dists):
         names = set(whl.namelist())
     assert any(n.startswith("micrograd_cy/engine.") and n.endswith(".so") for n in names), names
     assert {"micrograd_cy/nn.py", "micrograd_cy/engine.pyi", "micrograd_cy/py.typed"} <= names
+
+
+@pytest.mark.slow
+def test_the_license_travels_in_the_sdist_and_in_the_wheels_metadata(dists):
+    sdist, wheel = dists
+    license_text = (ROOT / "LICENSE").read_text()
+    assert license_text.startswith("MIT License") and "micrograd_cy contributors" in license_text
+    with tarfile.open(sdist) as tar:
+        (member,) = [m for m in tar.getmembers() if Path(m.name).parts[1:] == ("LICENSE",)]
+        assert tar.extractfile(member).read().decode() == license_text
+    with zipfile.ZipFile(wheel) as whl:
+        info = {Path(n).relative_to(Path(n).parts[0]).as_posix(): n for n in whl.namelist()
+                if Path(n).parts[0].endswith(".dist-info")}
+        metadata = whl.read(info["METADATA"]).decode()
+        assert whl.read(info["licenses/LICENSE"]).decode() == license_text
+    assert "License-Expression: MIT" in metadata.splitlines()
+    assert "License-File: LICENSE" in metadata.splitlines()
 
 
 @pytest.mark.slow
