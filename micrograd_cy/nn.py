@@ -11,13 +11,20 @@ would: every neuron exactly a Neuron, every layer exactly a Layer, and Neuron.__
 Layer.__call__ the ones below (docs/architecture.md: when a fused path may be taken).
 Otherwise it calls its parts, as micrograd does.
 """
+from __future__ import annotations
+
 import contextlib
 import functools
+import json
 import math
 import numbers
+import os
 import random
+from typing import Any, Callable, Optional, Sequence, Union
 
-from micrograd_cy.engine import Net, Value
+from micrograd_cy.engine import CHILD_SIZE, NODE_SIZE, Net, Value
+
+State = dict[str, Any]  # what state_dict() gives: {"shape": ..., "parameters": [float, ...]}
 
 _STALE = (False,)  # the freshness of a cache never read
 
@@ -236,6 +243,11 @@ class MLP(Module):
     def _shape(self):
         return [layer._shape() for layer in self.layers]
 
+    @property
+    def sizes(self) -> list[int]:
+        """The layer sizes, inputs first: MLP(2, [16, 16, 1]).sizes == [2, 16, 16, 1]."""
+        return [len(self.layers[0].neurons[0].w)] + [len(layer.neurons) for layer in self.layers]
+
     def __repr__(self):
         return f"MLP of [{', '.join(str(layer) for layer in self.layers)}]"
 
@@ -249,3 +261,146 @@ def _call_each(layers, x):
 # the stock calls, which the fused paths reproduce: a class patched with another is called
 _NEURON_CALL = Neuron.__call__
 _STOCK_CALLS = ((Neuron, "__call__", _NEURON_CALL), (Layer, "__call__", Layer.__call__))
+
+
+# -- saving and loading: a versioned JSON document -------------------------------------------
+
+MODEL_FORMAT = "micrograd_cy MLP"
+MODEL_VERSION = 1
+_DOCUMENT_KEYS = ("format", "version", "sizes", "state")
+
+
+def save(model: MLP, path: Union[str, os.PathLike[str]], **metadata: Any) -> None:
+    """Write the model to path as JSON: its sizes and state_dict(), and metadata (JSON-ready
+    values, such as the data set it was trained on), which load() hands to its check."""
+    taken = [key for key in metadata if key in _DOCUMENT_KEYS]
+    if taken:
+        raise ValueError(f"metadata may not be named {', '.join(taken)}: the document's own keys")
+    document = {"format": MODEL_FORMAT, "version": MODEL_VERSION, **metadata,
+                "sizes": model.sizes, "state": model.state_dict()}
+    with open(path, "w") as f:
+        json.dump(document, f)
+
+
+def load(path: Union[str, os.PathLike[str]],
+         check: Optional[Callable[[list[int], dict[str, Any]], None]] = None) -> MLP:
+    """The MLP a save() wrote to path. Everything in the file is checked before anything is
+    built: its format and version, its sizes, the memory the MLP needs, the form of its
+    state; check(sizes, metadata), if given, runs after the sizes are read and may raise to
+    refuse the file. A file that fails a check raises ValueError saying what is wrong, in
+    one line however large the file."""
+    try:
+        with open(path) as f:
+            document = json.load(f)
+    except (ValueError, RecursionError) as e:  # not UTF-8, not JSON, nested too deep
+        raise ValueError(f"{path} is not a micrograd_cy model file ({e})") from None
+    if not isinstance(document, dict) or document.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{path} is not a micrograd_cy model file")
+    if document.get("version") != MODEL_VERSION:
+        raise ValueError(f"{path} is a model of format version {_brief(document.get('version'))}; "
+                         f"this micrograd_cy reads version {MODEL_VERSION}")
+    sizes = document.get("sizes")
+    if not isinstance(sizes, list) or len(sizes) < 2 or not all(map(_is_count, sizes)):
+        raise ValueError(f"{path}: 'sizes' must list positive layer sizes")
+    if check is not None:
+        check(sizes, {k: v for k, v in document.items() if k not in _DOCUMENT_KEYS})
+    try:
+        need = memory_needed(sizes)
+    except ValueError as e:  # a layer wider than any memory
+        raise ValueError(f"{path}: {e}") from None
+    have = available_memory()
+    if have is not None and need > have:
+        raise ValueError(f"{path}: MLP{_brief(tuple(sizes))} needs {need / 2**30:,.1f} GiB, more "
+                         f"than the {have / 2**30:,.1f} GiB this machine has free")
+    state = document.get("state")
+    if not _is_state_of(state, sizes):
+        raise ValueError(f"{path}: its state does not match its sizes {_brief(sizes)} "
+                         f"(a state_dict() of that MLP)")
+    model = MLP(sizes[0], sizes[1:])
+    try:
+        model.load_state_dict(state)
+    except OverflowError:  # an integer JSON holds, such as 10**400
+        raise ValueError(f"{path}: a parameter is too large for a float") from None
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{path}: {e}") from None
+    return model
+
+
+def _is_count(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x > 0
+
+
+def _is_state_of(state: object, sizes: Sequence[int]) -> bool:
+    """Whether state has the form of MLP(sizes[0], sizes[1:]).state_dict(): a shape listing
+    each neuron's number of inputs, layer by layer, and a weight an input and a bias a
+    neuron. Read from the file's data alone: nothing as large as the MLP is made."""
+    if not isinstance(state, dict) or set(state) != {"shape", "parameters"}:
+        return False
+    shape, parameters = state["shape"], state["parameters"]
+    layers = list(zip(sizes, sizes[1:]))
+    if not isinstance(shape, list) or len(shape) != len(layers):
+        return False
+    for neurons, (n_in, n_out) in zip(shape, layers):
+        if not isinstance(neurons, list) or len(neurons) != n_out:
+            return False
+        if not all(_is_count(n) and n == n_in for n in neurons):
+            return False
+    return (isinstance(parameters, list)
+            and len(parameters) == sum((n_in + 1) * n_out for n_in, n_out in layers))
+
+
+def _brief(value: object, limit: int = 60) -> str:
+    """repr(value), cut short: what a file holds may be megabytes, a message is one line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+# -- memory ----------------------------------------------------------------------------------
+
+# No memory holds a layer wider than this (64 TiB for its biases alone); the sums below, of
+# narrower ones, stay within what a float shows.
+WIDEST = 2**40
+
+
+SLAB = 65536  # the engine takes memory for nodes 64 KiB at a time (memory.pxi)
+NEURON = 512  # a Neuron's Python objects: itself, its attributes, its list of weights
+
+
+def memory_needed(sizes: Sequence[int], calls: int = 0) -> int:
+    """An upper bound on the bytes of MLP(sizes[0], sizes[1:]) and of the graph `calls` calls
+    of it build (a step's forward over `calls` samples), from the sizes alone; each node is
+    counted with a place in a topological order. Raises ValueError for a layer wider than
+    WIDEST."""
+    if max(sizes) > WIDEST:
+        raise ValueError(f"MLP{_brief(tuple(sizes))} has a layer of more than {WIDEST:,} "
+                         f"neurons, wider than any memory holds")
+    node = NODE_SIZE + CHILD_SIZE
+    layers = list(zip(sizes, sizes[1:]))
+    parameters = sum((n_in + 1) * n_out for n_in, n_out in layers)
+    # a parameter: a node, and a slot in its neuron's list, in parameters()'s, in an
+    # optimizer's and in Net's PARAMS node
+    model = (parameters * (NODE_SIZE + 4 * CHILD_SIZE) + sum(sizes[1:]) * NEURON
+             + node + CHILD_SIZE * (2 * len(sizes) + 3) + SLAB)
+    call = sizes[0] * node  # numbers among the inputs become leaves
+    if sizes[-1] == 1 and 1 not in sizes[1:-1]:
+        # engine.Net: one node a call (MLP._read_layers), its children the inputs and the
+        # PARAMS node, then two doubles a hidden unit
+        call += node + CHILD_SIZE * (sizes[0] + 1) + 16 * sum(sizes[1:-1])
+    else:  # Value.matvec a layer: a node a neuron, its weights, inputs and bias its children
+        call += sum(n_out * (node + CHILD_SIZE * (2 * n_in + 1)) for n_in, n_out in layers)
+    return model + calls * call
+
+
+def available_memory() -> Optional[int]:
+    """Bytes the machine could give now (MemAvailable), or all of its memory, or None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None

@@ -7,7 +7,6 @@ confusion matrix.
 import numpy as np
 
 from micrograd_cy.engine import Value
-from micrograd_cy.train import sizes
 
 
 def _figure(width, height):
@@ -24,7 +23,7 @@ def save(result, dataset, path, steps):
     else:
         _confusion(left, result.confusion, result.test_accuracy)
     _curves(right, result, steps)
-    fig.suptitle(f"micrograd_cy: {dataset.name}, MLP{tuple(sizes(result.model))}, "
+    fig.suptitle(f"micrograd_cy: {dataset.name}, MLP{tuple(result.model.sizes)}, "
                  f"{_percent(result.final_accuracy)} training accuracy"
                  + ("" if result.test_accuracy is None else
                     f", {_percent(result.test_accuracy)} held out"), fontsize=12)

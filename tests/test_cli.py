@@ -117,15 +117,15 @@ def a_state(shape, parameters=None):
 
 
 @pytest.mark.parametrize("content,words", [
-    ("not json", "is not a model written by --save"),
-    ('{"format": "other"}', "is not a model written by --save"),
+    ("not json", "is not a micrograd_cy model file (Expecting value"),
+    ('{"format": "other"}', "is not a micrograd_cy model file"),
     (model_file(sizes=[3, 4, 1]), "holds a model for 3 inputs"),
     (model_file(state=a_state([[2, 2, 2, 2], [4]], ["a"])), "does not match its sizes [2, 4, 1]"),
     (model_file(state=a_state([[2, 2, 2, 2], [4]], ["a"] * 17)), "parameter 0 of the state dict is a str"),
     (model_file(sizes=[2, "x", 1]), "'sizes' must list"),
     # a number JSON holds and a float does not
     (model_file(state=a_state([[2, 2, 2, 2], [4]], [10**400] + [0.5] * 16)), "too large for a float"),
-    ("[" * 100_000 + "]" * 100_000, "is not a model written by --save"),  # nested past recursion
+    ("[" * 100_000 + "]" * 100_000, "is not a micrograd_cy model file"),  # nested past recursion
     ('{"format": "micrograd_cy MLP", "version": 1, "sizes": [2, 4, 1]}', "does not say which data set"),
 ])
 def test_load_refuses_bad_files(capsys, tmp_path, content, words):
@@ -238,9 +238,39 @@ def test_running_from_the_unbuilt_source_folder_says_so(tmp_path):
     assert out.returncode == 1 and "source folder where the compiled engine is not built" in out.stderr
 
 
+BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "benchmarks")
+
+
+def benchmarks_command(*argv, cwd, env=None):
+    """python -m benchmarks as run in a clone, on the micrograd_cy under test (the clone's
+    own, or the one installed from it: first on the path, the clone's benchmarks after it)."""
+    import micrograd_cy
+    package = os.path.dirname(os.path.dirname(os.path.abspath(micrograd_cy.__file__)))
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package, os.path.dirname(BENCHMARKS),
+                                                      env.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-m", "benchmarks", *argv], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=300)
+
+
+def test_benchmarks_write_their_json(tmp_path):
+    out = benchmarks_command("--only", "native,replay", "--rounds", "2", "--scale", "0.2",
+                             "--json", str(tmp_path / "bench.json"), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "every configuration gives the same loss at every step" in out.stdout
+    results = json.loads((tmp_path / "bench.json").read_text())
+    assert list(results) == ["native", "replay"]
+    for r in results.values():
+        assert len(r["rounds"]) == 2 and min(r["rounds"]) <= r["ms_per_step"] <= max(r["rounds"])
+        assert r["steps"] == 2 * (6 - 1) and r["nodes"] == 1145
+    assert results["replay"]["ms_per_step"] < results["native"]["ms_per_step"]
+    assert results["native"]["losses"] == results["replay"]["losses"]
+
+
 def test_bench_runs_side_by_side(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # workers must find the package wherever the caller stands
-    code = cli.main(["bench", "--configs", "dropin,native,replay,floats", "--scale", "0.1",
+    code = cli.main(["bench", "--only", "dropin,native,replay,floats", "--scale", "0.1",
                      "--rounds", "1", "--json", str(tmp_path / "bench.json")])
     out = capsys.readouterr().out
     assert code == 0
@@ -248,23 +278,23 @@ def test_bench_runs_side_by_side(capsys, tmp_path, monkeypatch):
     for name in ["upstream nn.py on micrograd_cy", "micrograd_cy nn + fused loss", "graph replayed",
                  "floor: upstream nn.py's forward on floats"]:
         assert name in out
-    results = json.loads((tmp_path / "bench.json").read_text())["results"]
-    assert results["dropin"]["nodes"] == 65818 and results["dropin"]["bytes"] < 96
+    results = json.loads((tmp_path / "bench.json").read_text())
+    assert results["dropin"]["nodes"] == 65818 and results["dropin"]["bytes_per_node"] < 96
     # the floor computes the very numbers of the first step: same_losses compared it
     assert results["floats"]["losses"] == [pytest.approx(results["dropin"]["losses"][0], rel=1e-12)]
-    assert results["replay"]["step"] < results["dropin"]["step"]
+    assert results["replay"]["ms_per_step"] < results["dropin"]["ms_per_step"]
 
 
 @pytest.mark.torch
 def test_bench_rows_of_peers_notebook_and_batch_reach_the_same_first_loss(capsys, tmp_path, torch):
-    code = cli.main(["bench", "--configs", "notebook,notebook-floats,torch,batch,torch-batch",
+    code = cli.main(["bench", "--only", "notebook,notebook-floats,torch,batch,torch-batch",
                      "--scale", "0.2", "--rounds", "1", "--json", str(tmp_path / "bench.json")])
     out = capsys.readouterr().out
     assert code == 0 and "every configuration gives the same loss" in out, out
     for words in ["vs torch", "rounds ms", "demo.ipynb's code, install_as_micrograd()",
                   "rows/s (", "target met    : decision-boundary grid"]:
         assert words in out, (words, out)
-    results = json.loads((tmp_path / "bench.json").read_text())["results"]
+    results = json.loads((tmp_path / "bench.json").read_text())
     first = results["torch"]["losses"][0]
     for c in ("notebook", "notebook-floats", "batch", "torch-batch"):
         assert results[c]["losses"][0] == pytest.approx(first, rel=1e-12), c
@@ -272,19 +302,42 @@ def test_bench_rows_of_peers_notebook_and_batch_reach_the_same_first_loss(capsys
     assert results["torch"]["vs_torch"] == 1.0
 
 
-def test_bench_leaves_out_a_peer_that_is_not_installed_and_says_why(monkeypatch, capsys):
-    import importlib.util
+def test_bench_probes_measure_a_ratio_and_hold_it_to_its_target(capsys):
+    assert cli.main(["bench", "--only", "crowd,unrelated", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "small backward (4 nodes reaching an old one):" in out
+    assert "target met    : an MLP call costs the same while unrelated modules are written" in out
+    assert "| micrograd_cy" not in out  # probes are not rows of the table
 
-    from micrograd_cy import bench
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "jax" else real(name, *a))
-    assert bench._missing("jax") == "jax is not installed (pip install jax[cpu])"
-    assert bench.run_worker("jax", 3) == {"config": "jax", "skipped": bench._missing("jax")}
-    monkeypatch.setattr(bench, "_spawn", lambda c, steps, memory: bench.run_worker(c, steps, memory))
-    skipped = {}
-    results = bench.run(["jax", "floats"], scale=0.2, rounds=2, echo=lambda *a, **k: None,
-                        skipped=skipped)
-    assert list(results) == ["floats"] and list(skipped) == ["jax"]
+
+def test_bench_leaves_out_a_peer_that_is_not_installed_and_says_why(monkeypatch):
+    import importlib.machinery
+
+    from benchmarks import harness, report
+    from benchmarks.configs import CONFIGS
+    from benchmarks.peers import JAX
+    real = importlib.machinery.PathFinder.find_spec
+    monkeypatch.setattr(importlib.machinery.PathFinder, "find_spec",
+                        lambda name, *a: None if name == "jax" else real(name, *a))
+    assert JAX.missing() == CONFIGS["jax"].missing() == "jax is not installed (pip install jax[cpu])"
+    assert CONFIGS["floats"].missing() == ""
+    # the same harness in this process: the floor row, then the report of it
+    results = report.derive(harness.run([CONFIGS["floats"]], scale=0.2, rounds=2,
+                                        echo=lambda line: None,
+                                        worker=lambda c, steps, memory: CONFIGS[c].run(steps, memory)))
+    assert list(results) == ["floats"] and len(results["floats"]["rounds"]) == 2
+
+
+def test_timed_steps_times_each_phase_and_leaves_the_first_step_out():
+    from benchmarks.harness import timed_steps
+    calls = []
+    run = timed_steps(4, lambda k: calls.append(("fwd", k)) or 2.5 * k,
+                      lambda: calls.append(("zero",)), lambda loss: calls.append(("bwd", loss)),
+                      lambda k: calls.append(("update", k)))
+    assert calls[:4] == [("fwd", 0), ("zero",), ("bwd", 0.0), ("update", 0)] and len(calls) == 16
+    assert run["losses"] == [0.0, 2.5, 5.0, 7.5]
+    assert [len(run[phase]) for phase in ("step", "fwd", "bwd")] == [3, 3, 3]
+    assert all(s >= f + b for s, f, b in zip(run["step"], run["fwd"], run["bwd"]))
 
 
 def micrograd_cy_command(*argv, cwd):
@@ -480,20 +533,33 @@ importlib.machinery.PathFinder.find_spec = find_spec
 """
 
 
-def test_bench_without_upstream_micrograd_says_so_in_one_line(tmp_path):
+def test_bench_without_upstream_micrograd_leaves_its_rows_out_and_says_why(tmp_path):
     (tmp_path / "sitecustomize.py").write_text(HIDE_UPSTREAM)
-    # the bench's workers inherit it
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
     hidden = subprocess.run([sys.executable, "-c", "import micrograd"], capture_output=True,
                             env=env, cwd=tmp_path)
     assert hidden.returncode == 1  # the hiding works
-    out = subprocess.run([sys.executable, "-m", "micrograd_cy", "bench", "--configs", "floats,native",
-                          "--rounds", "1", "--scale", "0.1"], capture_output=True, text=True,
-                         env=env, cwd=tmp_path, timeout=300)
+    out = benchmarks_command("--only", "floats,native", "--rounds", "1", "--scale", "0.1",
+                             cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "skipped: floor: upstream nn.py's forward on floats: micrograd is not installed " \
+           "(pip install micrograd)" in out.stdout
+    assert "micrograd_cy nn + fused loss" in out.stdout
+    out = benchmarks_command("--only", "floats,dropin", cwd=tmp_path, env=env)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
-    assert "pip install micrograd" in out.stderr and "floats" in out.stderr, out.stderr
+    assert "no configuration can run here: floats: micrograd is not installed" in out.stderr
     assert out.stdout == ""
+
+
+def test_bench_from_an_installed_package_says_where_the_benchmarks_are(tmp_path):
+    package = tmp_path / "micrograd_cy"  # a package with no benchmarks/ beside it
+    shutil.copytree(os.path.dirname(cli.__file__), package)
+    out = subprocess.run([sys.executable, "-m", "micrograd_cy", "bench"], capture_output=True,
+                         text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 2 and out.stderr == (
+        "micrograd-cy bench: error: the benchmarks live in micrograd_cy's repository, not in "
+        "the installed package: run python -m benchmarks in a clone\n")
 
 
 QUICK = ["--rounds", "1", "--scale", "0.1"]  # if a check is missed, the bench is short
@@ -502,11 +568,11 @@ QUICK = ["--rounds", "1", "--scale", "0.1"]  # if a check is missed, the bench i
 @pytest.mark.parametrize("argv,words", [
     (["--rounds", "x"], "argument --rounds: invalid int value: 'x'"),
     (["--rounds", "0"], "--rounds must be at least 1"),
-    (["--scale", "nan", "--configs", "native", "--rounds", "1"], "--scale must be a positive number"),
-    (["--scale", "0", "--configs", "native", "--rounds", "1"], "--scale must be a positive number"),
-    (["--configs", "nope"] + QUICK, "unknown configuration nope"),
-    (["--configs", ","] + QUICK, "--configs names no configuration"),
-    (["--configs", "native", "--json", "/no/such/folder/b.json"] + QUICK,
+    (["--scale", "nan", "--only", "native", "--rounds", "1"], "--scale must be a positive number"),
+    (["--scale", "0", "--only", "native", "--rounds", "1"], "--scale must be a positive number"),
+    (["--only", "nope"] + QUICK, "unknown configuration nope"),
+    (["--only", ","] + QUICK, "--only names no configuration"),
+    (["--only", "native", "--json", "/no/such/folder/b.json"] + QUICK,
      "the folder '/no/such/folder' for the results does not exist"),
     (["--bogus"], "unrecognized arguments: --bogus"),
 ])
