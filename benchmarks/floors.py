@@ -76,8 +76,8 @@ def _float_loss(model: Any, X: Any, y: Any, alpha: float = 1e-4) -> float:
     inputs = [list(map(float, xrow)) for xrow in X]
     scores = list(map(model, inputs))
     losses = [_relu(1 + -yi*scorei) for yi, scorei in zip(y, scores)]
-    data_loss = sum(losses) * (1.0 / len(losses))
-    reg_loss = alpha * sum((p*p for p in model.parameters()))
+    data_loss: float = sum(losses) * (1.0 / len(losses))
+    reg_loss: float = alpha * sum((p*p for p in model.parameters()))
     return data_loss + reg_loss
 
 

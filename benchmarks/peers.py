@@ -92,7 +92,7 @@ def run_torch(steps: int, memory: bool) -> Run:
         with torch.no_grad():
             rate = learning_rate(k, SCHEDULE_STEPS)
             for p in params:
-                p -= rate * p.grad
+                p -= rate * p.grad  # type: ignore[operator]  # set by backward()
 
     return timed_steps(steps, lambda k: _batched_loss(Xt, yt, params, torch.relu), zero_grad,
                        lambda loss: loss.backward(), update, value=lambda loss: loss.item())
@@ -109,7 +109,7 @@ def run_jax(steps: int, memory: bool) -> Run:
     Xj, yj = jnp.asarray(X), jnp.asarray(y)
     params = [jnp.asarray(a) for pair in layers for a in pair]
 
-    @jax.jit
+    @jax.jit  # type: ignore[untyped-decorator, unused-ignore]  # typed where jax is installed
     def step(params: list[Any], rate: float) -> tuple[Any, list[Any]]:
         loss, grads = jax.value_and_grad(_batched_loss, argnums=2)(Xj, yj, params, jax.nn.relu)
         return loss, [p - rate * g for p, g in zip(params, grads)]

@@ -93,13 +93,11 @@ def notes(results: dict[str, Result]) -> list[str]:
             vs = r["vs_torch"]
             lines.append(f"{r['description']}: {r['rows'] / r['ms_per_step'] * 1e3:,.0f} rows/s"
                          + (f" ({vs:.2f}x PyTorch no_grad)" if vs is not None else ""))
-    if results:
-        first = next(r["losses"][0] for r in results.values() if r["losses"]) \
-            if any(r["losses"] for r in results.values()) else None
-        if first is not None:
-            agree = same_losses(results)
-            lines.append(f"losses: {'every configuration gives the same loss at every step' if agree else 'DIFFER'}"
-                         f" (relative 1e-9; first step {first:.12f})")
+    first = next((r["losses"][0] for r in results.values() if r["losses"]), None)
+    if first is not None:
+        agree = "every configuration gives the same loss at every step" if same_losses(results) \
+            else "DIFFER"
+        lines.append(f"losses: {agree} (relative 1e-9; first step {first:.12f})")
     if "floats" in results:
         f = results["floats"]
         ratios = [f"{f[k]:.{d}f}x {name}" for k, d, name in

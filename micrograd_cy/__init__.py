@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 __all__ = ["Value", "install_as_micrograd"]
 
 
-def install_as_micrograd():
+def install_as_micrograd() -> None:
     """Make `import micrograd` (and micrograd.engine, micrograd.nn) resolve to micrograd_cy,
 
     so existing micrograd scripts and notebooks run on the compiled engine unchanged.

@@ -2,14 +2,20 @@
 
 Bad input gets one line on stderr and a non-zero exit, never a traceback.
 """
+from __future__ import annotations
+
 import argparse
 import math
 import os
 import sys
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional, Sequence
+
+if TYPE_CHECKING:  # numpy and scikit-learn are imported by the commands, not for --help
+    from micrograd_cy.datasets import Dataset
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, not argparse's usage block
+    def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
@@ -17,8 +23,9 @@ class UsageError(Exception):
     """Bad input found after parsing: reported as one line, exit 2."""
 
 
-def _whole_number(low, high=None):
-    def parse(text):
+def _whole_number(low: int, high: Optional[int] = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value: Optional[int]
         try:
             value = int(text)
         except ValueError:
@@ -34,7 +41,7 @@ def _whole_number(low, high=None):
 SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's seeds are 32-bit
 
 
-def _rate(text):
+def _rate(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -44,7 +51,8 @@ def _rate(text):
     return value
 
 
-def _hidden(text):
+def _hidden(text: str) -> tuple[int, ...]:
+    sizes: Optional[tuple[int, ...]]
     try:
         sizes = tuple(int(part) for part in text.split(","))
     except ValueError:
@@ -60,10 +68,10 @@ PLOT_FORMATS = ("png", "svg", "pdf")
 GRAPH_FORMATS = ("svg", "png", "pdf")
 
 
-def _output_path(what, formats=None):
+def _output_path(what: str, formats: Optional[Sequence[str]] = None) -> Callable[[str], str]:
     """A path to write: its folder exists and takes a new file there, it is not a folder,
     and (with formats) its suffix names one of them. Checked before any work is done."""
-    def check(path):
+    def check(path: str) -> str:
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
             raise argparse.ArgumentTypeError(f"the folder {folder!r} for the {what} does not exist")
@@ -87,7 +95,7 @@ def _output_path(what, formats=None):
     return check
 
 
-def _existing_file(path):
+def _existing_file(path: str) -> str:
     if os.path.isdir(path):
         raise argparse.ArgumentTypeError(f"{path!r} is a folder, not a model file")
     if not os.path.isfile(path):
@@ -95,7 +103,7 @@ def _existing_file(path):
     return path
 
 
-def _parser():
+def _parser() -> _Parser:
     from micrograd_cy.datasets import NAMES
     from micrograd_cy import __version__
     parser = _Parser(prog="micrograd-cy", description="micrograd on a compiled engine.")
@@ -135,7 +143,7 @@ def _parser():
     return parser
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "bench":
         return _bench(argv[1:])
@@ -144,8 +152,9 @@ def main(argv=None):
     except ModuleNotFoundError as e:
         return _fail(f"missing {e.name}: pip install 'micrograd_cy[demo]'")
     args = parser.parse_args(argv)
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {"train": _train, "graph": _graph}
     try:
-        return {"train": _train, "graph": _graph}[args.command](args)
+        return commands[args.command](args)
     except UsageError as e:
         parser.exit(2, f"micrograd-cy {args.command}: error: {e}\n")
     except ModuleNotFoundError as e:
@@ -159,7 +168,7 @@ def main(argv=None):
         return _fail("interrupted", args.command, 130)
 
 
-def _bench(argv):
+def _bench(argv: list[str]) -> int:
     """python -m benchmarks (argv its arguments), where this package is a clone's: the
     benchmarks are not in the installed package."""
     import micrograd_cy
@@ -169,16 +178,16 @@ def _bench(argv):
                      "package: run python -m benchmarks in a clone", "bench", 2)
     if sys.path[0] != root:
         sys.path.insert(0, root)
-    from benchmarks.__main__ import main
-    return main(argv, prog="micrograd-cy bench")
+    from benchmarks.__main__ import main as bench
+    return bench(argv, prog="micrograd-cy bench")
 
 
-def _fail(message, command=None, code=1):
+def _fail(message: str, command: Optional[str] = None, code: int = 1) -> int:
     print(f"micrograd-cy{' ' + command if command else ''}: error: {message}", file=sys.stderr)
     return code
 
 
-def _train(args):
+def _train(args: argparse.Namespace) -> int:
     import time
 
     from micrograd_cy import datasets, nn, train
@@ -193,6 +202,7 @@ def _train(args):
     epochs = args.epochs or (defaults.epochs if args.steps is None else None)
     steps = args.steps if args.steps is not None else (
         epochs * per_epoch if epochs else defaults.steps)
+    assert steps is not None  # every data set's defaults give steps or epochs
     rows = min(batch or len(data.X), len(data.X))  # samples in a step's graph
     if args.load:  # checked, its memory too, before anything is built
         try:
@@ -205,7 +215,7 @@ def _train(args):
         model = train.make_model(data, args.hidden or defaults.hidden, args.seed)
     bar = _progress(steps, args.dataset, args.quiet or steps == 0)
 
-    def on_step(k, loss, accuracy):
+    def on_step(k: int, loss: float, accuracy: float) -> None:
         bar.set_postfix_str(f"loss {loss:.4f}, accuracy {100 * accuracy:.1f}%", refresh=False)
         bar.update(1)
 
@@ -229,7 +239,7 @@ def _train(args):
     return 0
 
 
-def _check_fits(sizes, rows):
+def _check_fits(sizes: Sequence[int], rows: int) -> None:
     """Refuse, before building anything, a model or step graph the memory cannot hold."""
     from micrograd_cy import nn, train
     try:
@@ -246,7 +256,8 @@ def _check_fits(sizes, rows):
                          f"{have / 2**30:,.1f} GiB this machine has free")
 
 
-def _check_model(path, sizes, metadata, data, hidden, rows):
+def _check_model(path: str, sizes: list[int], metadata: dict[str, Any], data: Dataset,
+                 hidden: Optional[Sequence[int]], rows: int) -> None:
     """What --load needs of a model file beyond its own checks (nn.load): trained on this
     data set, its inputs and outputs, --hidden if given, and a step's memory."""
     from micrograd_cy.nn import _brief
@@ -265,12 +276,12 @@ def _check_model(path, sizes, metadata, data, hidden, rows):
     _check_fits(sizes, rows)
 
 
-def _progress(steps, name, quiet):
+def _progress(steps: int, name: str, quiet: bool) -> Any:
     from tqdm import tqdm
     return tqdm(total=steps, desc=name, unit="step", disable=quiet, dynamic_ncols=True)
 
 
-def _graph(args):
+def _graph(args: argparse.Namespace) -> int:
     from micrograd_cy import viz
     dot = viz.draw_dot(viz.neuron(), rankdir=args.rankdir)
     viz.render(dot, args.out)

@@ -25,25 +25,29 @@ from typing import Any, Callable, Optional, Sequence, Union
 from micrograd_cy.engine import CHILD_SIZE, NODE_SIZE, Net, Value
 
 State = dict[str, Any]  # what state_dict() gives: {"shape": ..., "parameters": [float, ...]}
+Operand = Union[Value, float]  # an input: a Value or a number, which becomes a leaf
+Output = Union[Value, list[Value]]  # a Layer's or an MLP's: a Value where it has one output
+Fresh = Union[list[bool], tuple[bool]]  # a freshness token (below)
+Rows = tuple[tuple[Sequence[Value], ...], tuple[Value, ...], bool]  # Value.matvec's arguments
 
-_STALE = (False,)  # the freshness of a cache never read
+_STALE: Fresh = (False,)  # the freshness of a cache never read
 
 
 class Module:
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         for p in self.parameters():
             p.grad = 0
 
-    def parameters(self):
+    def parameters(self) -> list[Value]:
         return []
 
-    def state_dict(self):
+    def state_dict(self) -> State:
         """The parameters' values as plain data (JSON-ready): the module's shape and a flat
         list of floats in parameters() order. Gradients are not part of it."""
         return {"shape": self._shape(), "parameters": [p.data for p in self.parameters()]}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: State) -> None:
         """Set the parameters from a state_dict(). A state of another shape, or holding
         anything but finite real numbers, is refused (ValueError or TypeError) and the
         module is left unchanged."""
@@ -66,7 +70,7 @@ class Module:
         for p, v in zip(params, values):
             p.data = float(v)
 
-    def _shape(self):
+    def _shape(self) -> Any:
         return []
 
     # A layer or an MLP caches what it read of its parts (which path to take, the neurons'
@@ -77,21 +81,21 @@ class Module:
     # object.__setattr__ (a cache is not a change), never through __dict__, which touched
     # once would make every attribute read of the module slower.
 
-    _readers = ()  # the tokens of the caches that read this module
+    _readers: Union[tuple[()], list[list[bool]]] = ()  # the tokens of the caches that read this module
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
         self._changed()
 
-    def __delattr__(self, name):
+    def __delattr__(self, name: str) -> None:
         object.__delattr__(self, name)
         self._changed()
 
-    def _changed(self):
+    def _changed(self) -> None:
         for fresh in self._readers:  # a token handed over meanwhile is met too
             fresh[0] = False
 
-    def _read_by(self, fresh):
+    def _read_by(self, fresh: list[bool]) -> None:
         """Mark fresh stale when this module changes (before it is read: a change made
         while it is read shows at the next call). Safe from threads: each step is one
         operation on a list, and a token that could have missed a change is made stale."""
@@ -106,12 +110,12 @@ class Module:
         if self._readers is not readers:  # another thread's list replaced this one
             fresh[0] = False
 
-    def __getstate__(self):  # the readers' tokens are not the module's state
+    def __getstate__(self) -> dict[str, Any]:  # the readers' tokens are not the module's state
         state = dict(vars(self))
         state.pop("_readers", None)
         return state
 
-def _stock_rows(neurons, fresh):
+def _stock_rows(neurons: Any, fresh: list[bool]) -> Optional[Rows]:
     """What Value.matvec needs to compute neurons(x) for each stock neuron, as
     (rows of weights, biases, relu), or None where calling the neurons could compute
     something else: a neuron not exactly a Neuron, weights not in a list or a tuple, a
@@ -136,21 +140,21 @@ def _stock_rows(neurons, fresh):
 
 class Neuron(Module):
 
-    def __init__(self, nin, nonlin=True):
+    def __init__(self, nin: int, nonlin: bool = True) -> None:
         self.w = [Value(random.uniform(-1, 1)) for _ in range(nin)]
         self.b = Value(0)
         self.nonlin = nonlin
 
-    def __call__(self, x):
+    def __call__(self, x: Sequence[Operand]) -> Value:
         return Value.dot(self.w, x, self.b, relu=bool(self.nonlin))
 
-    def parameters(self):
+    def parameters(self) -> list[Value]:
         return self.w + [self.b]
 
-    def _shape(self):
+    def _shape(self) -> int:
         return len(self.w)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{'ReLU' if self.nonlin else 'Linear'}Neuron({len(self.w)})"
 
 
@@ -158,11 +162,12 @@ class Layer(Module):
     """A layer of neurons. `neurons` is a tuple: replace it whole, and the layer notices."""
 
     _fresh = _STALE
+    _matvec: Optional[Rows]  # set with _fresh
 
-    def __init__(self, nin, nout, **kwargs):
+    def __init__(self, nin: int, nout: int, **kwargs: Any) -> None:
         self.neurons = tuple(Neuron(nin, **kwargs) for _ in range(nout))
 
-    def __call__(self, x):
+    def __call__(self, x: Sequence[Operand]) -> Output:
         if not self._fresh[0]:
             self._read_neurons()
         if self._matvec is None or Neuron.__call__ is not _NEURON_CALL:
@@ -172,25 +177,25 @@ class Layer(Module):
             out = Value.matvec(rows, x, biases, relu)
         return out[0] if len(out) == 1 else out
 
-    def _read_neurons(self):
+    def _read_neurons(self) -> None:
         fresh = [True]
         self._read_by(fresh)
         object.__setattr__(self, "_matvec", _stock_rows(self.neurons, fresh))
         object.__setattr__(self, "_fresh", fresh)
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         return {"neurons": self.neurons}
 
-    def parameters(self):
+    def parameters(self) -> list[Value]:
         params = []
         for n in self.neurons:
             params += n.parameters()
         return params
 
-    def _shape(self):
+    def _shape(self) -> list[int]:
         return [n._shape() for n in self.neurons]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Layer of [{', '.join(str(n) for n in self.neurons)}]"
 
 
@@ -198,26 +203,28 @@ class MLP(Module):
     """A multi-layer perceptron. `layers` is a tuple: replace it whole, and the MLP notices."""
 
     _fresh = _STALE
+    _net: Optional[Net]  # set with _fresh
 
-    def __init__(self, nin, nouts):
+    def __init__(self, nin: int, nouts: list[int]) -> None:
         sz = [nin] + nouts
         self.layers = tuple(Layer(sz[i], sz[i+1], nonlin=i != len(nouts)-1)
                             for i in range(len(nouts)))
 
-    def __call__(self, x):
+    def __call__(self, x: Sequence[Operand]) -> Output:
         if not self._fresh[0]:
             self._read_layers()
         if self._net is not None:  # it calls the layers itself if a stock __call__ is patched
-            return self._net(x)
+            out: Value = self._net(x)
+            return out
         return _call_each(self.layers, x)
 
-    def _read_layers(self):
+    def _read_layers(self) -> None:
         """One node a call (Net) where layer by layer would be Value.matvec's on each: stock
         Layers of stock neurons, each of one nonlinearity, one output at the end and none
         before (a layer of one neuron gives a Value, not a list, which the next cannot take)."""
         fresh = [True]
         self._read_by(fresh)
-        net = None
+        net: Optional[Net] = None
         layers = self.layers
         if type(layers) is tuple and layers:
             for layer in layers:
@@ -225,22 +232,23 @@ class MLP(Module):
                     layer._read_by(fresh)
             if all(type(layer) is Layer for layer in layers):
                 found = [_stock_rows(layer.neurons, fresh) for layer in layers]
-                if (None not in found and len(found[-1][0]) == 1
-                        and all(len(rows) != 1 for rows, _, _ in found[:-1])):
-                    net = Net(found, _STOCK_CALLS, functools.partial(_call_each, layers))
+                stock = [rows for rows in found if rows is not None]
+                if (len(stock) == len(found) and len(stock[-1][0]) == 1
+                        and all(len(rows) != 1 for rows, _, _ in stock[:-1])):
+                    net = Net(stock, _STOCK_CALLS, functools.partial(_call_each, layers))
         object.__setattr__(self, "_net", net)
         object.__setattr__(self, "_fresh", fresh)
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         return {"layers": self.layers}
 
-    def parameters(self):
+    def parameters(self) -> list[Value]:
         params = []
         for layer in self.layers:
             params += layer.parameters()
         return params
 
-    def _shape(self):
+    def _shape(self) -> list[list[int]]:
         return [layer._shape() for layer in self.layers]
 
     @property
@@ -248,14 +256,15 @@ class MLP(Module):
         """The layer sizes, inputs first: MLP(2, [16, 16, 1]).sizes == [2, 16, 16, 1]."""
         return [len(self.layers[0].neurons[0].w)] + [len(layer.neurons) for layer in self.layers]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"MLP of [{', '.join(str(layer) for layer in self.layers)}]"
 
 
-def _call_each(layers, x):
+def _call_each(layers: Sequence[Layer], x: Any) -> Output:
     for layer in layers:
         x = layer(x)
-    return x
+    out: Output = x
+    return out
 
 
 # the stock calls, which the fused paths reproduce: a class patched with another is called
@@ -312,7 +321,7 @@ def load(path: Union[str, os.PathLike[str]],
     if have is not None and need > have:
         raise ValueError(f"{path}: MLP{_brief(tuple(sizes))} needs {need / 2**30:,.1f} GiB, more "
                          f"than the {have / 2**30:,.1f} GiB this machine has free")
-    state = document.get("state")
+    state: Any = document.get("state")
     if not _is_state_of(state, sizes):
         raise ValueError(f"{path}: its state does not match its sizes {_brief(sizes)} "
                          f"(a state_dict() of that MLP)")

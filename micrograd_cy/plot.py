@@ -4,17 +4,25 @@ Two-dimensional data sets: the decision boundary over the data, as in micrograd'
 demo.ipynb, beside the loss and accuracy curves. Digits: the curves beside the held-out
 confusion matrix.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from micrograd_cy.engine import Value
 
+if TYPE_CHECKING:
+    from micrograd_cy.datasets import Dataset
+    from micrograd_cy.train import Result
 
-def _figure(width, height):
+
+def _figure(width: float, height: float) -> Any:
     from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
     return Figure(figsize=(width, height), dpi=110, layout="constrained")
 
 
-def save(result, dataset, path, steps):
+def save(result: Result, dataset: Dataset, path: str, steps: int) -> None:
     """Write the picture of `result` (a train.Result on `dataset`) to path (PNG, SVG, PDF...)."""
     fig = _figure(11, 4.6)
     left, right = fig.subplots(1, 2, width_ratios=[1.15, 1])
@@ -30,11 +38,12 @@ def save(result, dataset, path, steps):
     fig.savefig(path)
 
 
-def _percent(x):
+def _percent(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def grid(X, n=160, pad=0.5):
+def grid(X: np.ndarray, n: int = 160,
+         pad: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The decision boundary's grid over X's two columns, pad beyond the data: xx and yy
     (n x n, as np.meshgrid) and the n*n points as rows (the benchmark evaluates them too)."""
     xs = np.linspace(X[:, 0].min() - pad, X[:, 0].max() + pad, n)
@@ -43,13 +52,14 @@ def grid(X, n=160, pad=0.5):
     return xx, yy, np.c_[xx.ravel(), yy.ravel()]
 
 
-def _decision_boundary(ax, model, dataset):
+def _decision_boundary(ax: Any, model: Any, dataset: Dataset) -> None:
     X, y = dataset.X, dataset.y
     xx, yy, points = grid(X)
     # the model's graph on leaves, built once and evaluated on every grid point in C
     inputs = [Value(0.0) for _ in range(X.shape[1])]
     scores = Value.evaluate(model(inputs), inputs, points)
     point_palette = ["#3182bd", "#e6550d", "#31a354", "#756bb1", "#de2d26"]
+    levels: Any  # a list, or an array for many classes
     if dataset.classes == 2:
         zz = (scores > 0).astype(float)
         colors, levels = ["#c6dbef", "#fdd0a2"], [-0.5, 0.5, 1.5]
@@ -76,7 +86,7 @@ def _decision_boundary(ax, model, dataset):
     ax.set_ylabel("$x_2$")
 
 
-def _curves(ax, result, steps):
+def _curves(ax: Any, result: Result, steps: int) -> None:
     k = np.arange(1, len(result.loss) + 1)
     loss, accuracy = np.asarray(result.loss), 100 * np.asarray(result.accuracy)
     window = len(k) // 40 if len(k) > 200 else 1  # long runs are noisy: show a running mean too
@@ -97,13 +107,13 @@ def _curves(ax, result, steps):
     ax.set_title("training")
 
 
-def _running_mean(values, window):
+def _running_mean(values: Any, window: int) -> Any:
     sums = np.cumsum(np.insert(values, 0, 0.0))
     counts = np.minimum(np.arange(1, len(values) + 1), window)
     return (sums[1:] - sums[np.maximum(np.arange(1, len(values) + 1) - window, 0)]) / counts
 
 
-def _confusion(ax, confusion, accuracy):
+def _confusion(ax: Any, confusion: Any, accuracy: Any) -> None:
     ax.imshow(confusion, cmap="Blues")
     n = len(confusion)
     for i in range(n):

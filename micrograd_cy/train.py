@@ -103,7 +103,7 @@ def loss_of(model: nn.MLP, X: Any, y: Any, classes: int,
     output per sample (a Value for two classes, else a list of them)."""
     X = X.tolist() if hasattr(X, "tolist") else X
     y = y.tolist() if hasattr(y, "tolist") else y
-    scores = [model(x) for x in X]
+    scores: list[Any] = [model(x) for x in X]  # Values for two classes, else lists of them
     if classes == 2:
         losses = [(1 + -yi*si).relu() for yi, si in zip(y, scores)]
     else:
