@@ -6,7 +6,7 @@ import json
 import math
 import os
 import sys
-from typing import Optional
+from typing import NoReturn, Optional
 
 from benchmarks import harness, report
 from benchmarks.configs import CONFIGS
@@ -15,7 +15,7 @@ ROUNDS = 5  # this machine kind runs at one speed or half of it for seconds at a
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]  # one line, as micrograd-cy's
+    def error(self, message: str) -> NoReturn:  # one line, as micrograd-cy's
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 

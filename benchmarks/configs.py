@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 from benchmarks import floors, peers
 from benchmarks.harness import SCHEDULE_STEPS, SEED, SIZES, Run, initial_arrays, timed_steps
 from benchmarks.peers import JAX, TORCH, UPSTREAM, Peer
-from micrograd_cy import datasets, train
+from micrograd_cy import datasets  # numpy comes with train, in the workers: --help needs none
 
 
 @dataclass(frozen=True)
@@ -45,11 +45,13 @@ Engine = tuple[Any, Any, Callable[..., Any]]  # (nn module, Value class, loss fu
 def _upstream() -> Engine:
     import micrograd.engine
     import micrograd.nn
+
+    from micrograd_cy import train
     return micrograd.nn, micrograd.engine.Value, train.svm_loss
 
 
 def _dropin() -> Engine:
-    from micrograd_cy import engine
+    from micrograd_cy import engine, train
     return peers.upstream_nn(engine), engine.Value, train.svm_loss
 
 
@@ -58,11 +60,13 @@ def _notebook() -> Engine:  # as demo.ipynb runs after install_as_micrograd()
     micrograd_cy.install_as_micrograd()
     import micrograd.engine
     import micrograd.nn
+
+    from micrograd_cy import train
     return micrograd.nn, micrograd.engine.Value, train.svm_loss
 
 
 def _native() -> Engine:
-    from micrograd_cy import engine, nn
+    from micrograd_cy import engine, nn, train
     return nn, engine.Value, train.svm_loss_fused
 
 
@@ -89,6 +93,7 @@ def _demo_step(engine: Callable[[], Engine], replay: bool = False, sgd: bool = F
     once and replayed (Value.forward); sgd, the update by optim.SGD; notebook, the update
     loop over model.parameters() each step, as the notebook writes it."""
     def run(steps: int, memory: bool) -> Run:
+        from micrograd_cy.train import learning_rate
         nn, Value, loss_fn = engine()
         X, y = datasets.moons()
         random.seed(SEED)
@@ -113,10 +118,10 @@ def _demo_step(engine: Callable[[], Engine], replay: bool = False, sgd: bool = F
         if sgd:
             from micrograd_cy.optim import SGD
             opt = SGD(params)
-            zero_grad, update = opt.zero_grad, lambda k: opt.step(learning_rate(k))
+            zero_grad, update = opt.zero_grad, lambda k: opt.step(learning_rate(k, SCHEDULE_STEPS))
         else:
             def update(k: int) -> None:
-                rate = learning_rate(k)
+                rate = learning_rate(k, SCHEDULE_STEPS)
                 for p in (model.parameters() if notebook else params):
                     p.data -= rate * p.grad
             zero_grad = model.zero_grad
@@ -124,10 +129,6 @@ def _demo_step(engine: Callable[[], Engine], replay: bool = False, sgd: bool = F
                              value=lambda loss: loss.data)
         return {**result, "nodes": nodes, "bytes_per_node": bytes_per_node}
     return run
-
-
-def learning_rate(k: int) -> float:
-    return train.learning_rate(k, SCHEDULE_STEPS)
 
 
 # -- the plot's grid, forward only -----------------------------------------------------------
@@ -138,9 +139,10 @@ def _grid(torch: bool) -> Callable[[int, bool], Run]:
     demo's first, from the scores of the 100 samples evaluated the same way."""
     def run(steps: int, memory: bool) -> Run:
         from micrograd_cy import plot
+        from micrograd_cy.train import ALPHA
         model, layers, X, y = initial_arrays()
         points = plot.grid(X)[2]  # the plot's grid (micrograd-cy train --plot)
-        reg = train.ALPHA * sum(p.data * p.data for p in model.parameters())
+        reg = ALPHA * sum(p.data * p.data for p in model.parameters())
         if not torch:
             from micrograd_cy import Value
             x = [Value(0.0), Value(0.0)]

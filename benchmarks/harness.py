@@ -92,8 +92,19 @@ def machine() -> str:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    peers = [f"{name} {_version(package)}" for name, package in
+             [("micrograd", "micrograd"), ("PyTorch", "torch"), ("JAX", "jax")] if _version(package)]
     return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"{platform.system()} {platform.machine()}")
+            f"{platform.system()} {platform.machine()}" + "".join(f", {p}" for p in peers))
+
+
+def _version(package: str) -> str:
+    """The installed version of package, '' where it is not installed."""
+    import importlib.metadata
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return ""
 
 
 def spawn(name: str, steps: int, memory: bool) -> Run:

@@ -10,7 +10,6 @@ from types import ModuleType
 from typing import Any, Callable, Sequence
 
 from benchmarks.harness import SCHEDULE_STEPS, Run, initial_arrays, timed_steps
-from micrograd_cy.train import learning_rate
 
 
 @dataclass(frozen=True)
@@ -79,6 +78,8 @@ def run_torch(steps: int, memory: bool) -> Run:
     """The demo step as a PyTorch user writes it, batched over the 100 samples: autograd,
     the update under no_grad, float64, one thread."""
     import torch
+
+    from micrograd_cy.train import learning_rate
     torch.set_num_threads(1)
     _, layers, X, y = initial_arrays()
     Xt, yt = torch.tensor(X), torch.tensor(y)
@@ -103,8 +104,11 @@ def run_jax(steps: int, memory: bool) -> Run:
     before the clock starts; each step waits for its result."""
     import jax
     import jax.numpy as jnp
-    jax.config.update("jax_enable_x64", True)
-    jax.config.update("jax_platforms", "cpu")
+
+    from micrograd_cy.train import learning_rate
+    config: Any = jax.config  # untyped where jax is installed
+    config.update("jax_enable_x64", True)
+    config.update("jax_platforms", "cpu")
     _, layers, X, y = initial_arrays()
     Xj, yj = jnp.asarray(X), jnp.asarray(y)
     params = [jnp.asarray(a) for pair in layers for a in pair]

@@ -169,13 +169,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _bench(argv: list[str]) -> int:
-    """python -m benchmarks (argv its arguments), where this package is a clone's: the
-    benchmarks are not in the installed package."""
+    """python -m benchmarks (argv its arguments), in the clone this package was installed
+    from in place, or the one this runs in: the benchmarks are not in the installed package."""
     import micrograd_cy
-    root = os.path.dirname(os.path.dirname(os.path.abspath(micrograd_cy.__file__)))
-    if not os.path.isfile(os.path.join(root, "benchmarks", "__main__.py")):
+    package = os.path.dirname(os.path.dirname(os.path.abspath(micrograd_cy.__file__)))
+    clones = [root for root in (package, os.getcwd())  # an editable install's, or the one here
+              if os.path.isfile(os.path.join(root, "benchmarks", "__main__.py"))]
+    if not clones:
         return _fail("the benchmarks live in micrograd_cy's repository, not in the installed "
-                     "package: run python -m benchmarks in a clone", "bench", 2)
+                     "package: run this in a clone, or python -m benchmarks there", "bench", 2)
+    root = clones[0]
     if sys.path[0] != root:
         sys.path.insert(0, root)
     from benchmarks.__main__ import main as bench
