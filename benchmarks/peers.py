@@ -77,11 +77,11 @@ def _batched_loss(X: Any, y: Any, params: Sequence[Any], relu: Callable[[Any], A
 def run_torch(steps: int, memory: bool) -> Run:
     """The demo step as a PyTorch user writes it, batched over the 100 samples: autograd,
     the update under no_grad, float64, one thread."""
+    _, layers, X, y = initial_arrays()  # first: scikit-learn loads before torch, as it did
     import torch
 
     from micrograd_cy.train import learning_rate
     torch.set_num_threads(1)
-    _, layers, X, y = initial_arrays()
     Xt, yt = torch.tensor(X), torch.tensor(y)
     params = [torch.tensor(a, requires_grad=True) for pair in layers for a in pair]
 
