@@ -10,6 +10,9 @@ A layer or an MLP takes those fused paths only while they compute what calling i
 would: every neuron exactly a Neuron, every layer exactly a Layer, and Neuron.__call__ and
 Layer.__call__ the ones below (docs/architecture.md: when a fused path may be taken).
 Otherwise it calls its parts, as micrograd does.
+
+save() and load() keep an MLP in a versioned JSON file (what micrograd-cy train --save
+writes); memory_needed() bounds, from the sizes alone, what an MLP and its calls take.
 """
 from __future__ import annotations
 
