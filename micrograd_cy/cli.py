@@ -2,18 +2,20 @@
 
 Bad input gets one line on stderr and a non-zero exit, never a traceback.
 """
+from __future__ import annotations
+
 import argparse
-import json
 import math
 import os
 import sys
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional, Sequence
 
-MODEL_FORMAT = "micrograd_cy MLP"
-MODEL_VERSION = 1
+if TYPE_CHECKING:  # numpy and scikit-learn are imported by the commands, not for --help
+    from micrograd_cy.datasets import Dataset
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, not argparse's usage block
+    def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
@@ -21,8 +23,9 @@ class UsageError(Exception):
     """Bad input found after parsing: reported as one line, exit 2."""
 
 
-def _whole_number(low, high=None):
-    def parse(text):
+def _whole_number(low: int, high: Optional[int] = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value: Optional[int]
         try:
             value = int(text)
         except ValueError:
@@ -38,7 +41,7 @@ def _whole_number(low, high=None):
 SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's seeds are 32-bit
 
 
-def _rate(text):
+def _rate(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -48,7 +51,8 @@ def _rate(text):
     return value
 
 
-def _hidden(text):
+def _hidden(text: str) -> tuple[int, ...]:
+    sizes: Optional[tuple[int, ...]]
     try:
         sizes = tuple(int(part) for part in text.split(","))
     except ValueError:
@@ -64,10 +68,10 @@ PLOT_FORMATS = ("png", "svg", "pdf")
 GRAPH_FORMATS = ("svg", "png", "pdf")
 
 
-def _output_path(what, formats=None):
+def _output_path(what: str, formats: Optional[Sequence[str]] = None) -> Callable[[str], str]:
     """A path to write: its folder exists and takes a new file there, it is not a folder,
     and (with formats) its suffix names one of them. Checked before any work is done."""
-    def check(path):
+    def check(path: str) -> str:
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
             raise argparse.ArgumentTypeError(f"the folder {folder!r} for the {what} does not exist")
@@ -91,7 +95,7 @@ def _output_path(what, formats=None):
     return check
 
 
-def _existing_file(path):
+def _existing_file(path: str) -> str:
     if os.path.isdir(path):
         raise argparse.ArgumentTypeError(f"{path!r} is a folder, not a model file")
     if not os.path.isfile(path):
@@ -99,7 +103,7 @@ def _existing_file(path):
     return path
 
 
-def _parser():
+def _parser() -> _Parser:
     from micrograd_cy.datasets import NAMES
     from micrograd_cy import __version__
     parser = _Parser(prog="micrograd-cy", description="micrograd on a compiled engine.")
@@ -134,23 +138,23 @@ def _parser():
                    metavar="PATH",
                    help="where to write it; the suffix sets the format (default: neuron.svg)")
     g.add_argument("--rankdir", default="LR", choices=["LR", "TB"], help="layout direction")
-    sub.add_parser("bench", help="the side-by-side benchmark (micrograd-cy bench --help)",
+    sub.add_parser("bench", help="the side-by-side benchmark, from a clone (python -m benchmarks)",
                    add_help=False)
     return parser
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "bench":
-        from micrograd_cy import bench
-        return bench.main(argv[1:])
+        return _bench(argv[1:])
     try:
         parser = _parser()
     except ModuleNotFoundError as e:
         return _fail(f"missing {e.name}: pip install 'micrograd_cy[demo]'")
     args = parser.parse_args(argv)
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {"train": _train, "graph": _graph}
     try:
-        return {"train": _train, "graph": _graph}[args.command](args)
+        return commands[args.command](args)
     except UsageError as e:
         parser.exit(2, f"micrograd-cy {args.command}: error: {e}\n")
     except ModuleNotFoundError as e:
@@ -164,15 +168,32 @@ def main(argv=None):
         return _fail("interrupted", args.command, 130)
 
 
-def _fail(message, command=None, code=1):
+def _bench(argv: list[str]) -> int:
+    """python -m benchmarks (argv its arguments), in the clone this package was installed
+    from in place, or the one this runs in: the benchmarks are not in the installed package."""
+    import micrograd_cy
+    package = os.path.dirname(os.path.dirname(os.path.abspath(micrograd_cy.__file__)))
+    clones = [root for root in (package, os.getcwd())  # an editable install's, or the one here
+              if os.path.isfile(os.path.join(root, "benchmarks", "__main__.py"))]
+    if not clones:
+        return _fail("the benchmarks live in micrograd_cy's repository, not in the installed "
+                     "package: run this in a clone, or python -m benchmarks there", "bench", 2)
+    root = clones[0]
+    if sys.path[0] != root:
+        sys.path.insert(0, root)
+    from benchmarks.__main__ import main as bench
+    return bench(argv, prog="micrograd-cy bench")
+
+
+def _fail(message: str, command: Optional[str] = None, code: int = 1) -> int:
     print(f"micrograd-cy{' ' + command if command else ''}: error: {message}", file=sys.stderr)
     return code
 
 
-def _train(args):
+def _train(args: argparse.Namespace) -> int:
     import time
 
-    from micrograd_cy import datasets, train
+    from micrograd_cy import datasets, nn, train
 
     start = time.perf_counter()
     if args.steps is not None and args.epochs is not None:
@@ -184,19 +205,20 @@ def _train(args):
     epochs = args.epochs or (defaults.epochs if args.steps is None else None)
     steps = args.steps if args.steps is not None else (
         epochs * per_epoch if epochs else defaults.steps)
+    assert steps is not None  # every data set's defaults give steps or epochs
     rows = min(batch or len(data.X), len(data.X))  # samples in a step's graph
     if args.load:  # checked, its memory too, before anything is built
-        sizes, state = _read_model(args.load, data, args.hidden, rows)
+        try:
+            model = nn.load(args.load, lambda sizes, metadata: _check_model(
+                args.load, sizes, metadata, data, args.hidden, rows))
+        except ValueError as e:
+            raise UsageError(str(e)) from None
     else:
-        outputs = 1 if data.classes == 2 else data.classes
-        sizes, state = [data.features, *(args.hidden or defaults.hidden), outputs], None
-        _check_fits(sizes, rows)
-    model = train.make_model(data, sizes[1:-1], args.seed)
-    if state is not None:
-        _load_state(args.load, model, state)
+        _check_fits([data.features, *(args.hidden or defaults.hidden), data.outputs], rows)
+        model = train.make_model(data, args.hidden or defaults.hidden, args.seed)
     bar = _progress(steps, args.dataset, args.quiet or steps == 0)
 
-    def on_step(k, loss, accuracy):
+    def on_step(k: int, loss: float, accuracy: float) -> None:
         bar.set_postfix_str(f"loss {loss:.4f}, accuracy {100 * accuracy:.1f}%", refresh=False)
         bar.update(1)
 
@@ -205,7 +227,7 @@ def _train(args):
     finally:  # an error (Ctrl-C) is then printed on a line of its own, after the bar's
         bar.close()
     if args.save:
-        _save_model(args.save, data, model)
+        nn.save(model, args.save, dataset=data.name)
         print(f"model: {args.save}")
     if args.plot:
         from micrograd_cy import plot
@@ -220,139 +242,49 @@ def _train(args):
     return 0
 
 
-# What a model costs: a parameter is a 64-byte Value (plus Python's list slot); a step builds
-# one fused node a neuron a sample, 72 bytes and 8 a child (README: "Memory").
-PARAMETER_BYTES = 72
-NODE_BYTES, CHILD_BYTES = 72, 8
-
-
-def _available_memory():
-    """Bytes the machine could give now (MemAvailable), or all of its memory, or None."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-# No memory holds a layer wider than this (72 TiB for its biases alone); the sums below, of
-# narrower ones, stay within what a float shows.
-WIDEST = 2**40
-
-
-def _check_fits(sizes, batch):
+def _check_fits(sizes: Sequence[int], rows: int) -> None:
     """Refuse, before building anything, a model or step graph the memory cannot hold."""
-    if max(sizes) > WIDEST:
-        raise UsageError(f"MLP{_brief(tuple(sizes))} has a layer of more than {WIDEST:,} "
-                         f"neurons, wider than any memory holds")
-    layers = list(zip(sizes, sizes[1:]))
-    parameters = sum((n_in + 1) * n_out for n_in, n_out in layers)
-    graph = batch * sum(n_out * (NODE_BYTES + CHILD_BYTES * (2 * n_in + 1)) for n_in, n_out in layers)
-    need = parameters * PARAMETER_BYTES + graph
-    have = _available_memory()
-    if have is not None and need > have:
-        raise UsageError(f"MLP{_brief(tuple(sizes))} has {parameters:,} parameters and builds "
-                         f"{graph / 2**30:,.1f} GiB of graph a step: {need / 2**30:,.1f} GiB "
-                         f"in all, more than the {have / 2**30:,.1f} GiB this machine has free")
-
-
-def _progress(steps, name, quiet):
-    from tqdm import tqdm
-    return tqdm(total=steps, desc=name, unit="step", disable=quiet, dynamic_ncols=True)
-
-
-def _save_model(path, data, model):
-    from micrograd_cy.train import sizes
-    document = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "dataset": data.name,
-                "sizes": sizes(model), "state": model.state_dict()}
-    with open(path, "w") as f:
-        json.dump(document, f)
-
-
-def _read_model(path, data, hidden, rows):
-    """(sizes, state) of a model file written by --save, for training on data with `rows`
-    samples a step. All of it is checked, the memory its MLP needs too, before anything is
-    built; every message names the file and keeps to one line, however large the file."""
+    from micrograd_cy import nn, train
     try:
-        with open(path) as f:
-            document = json.load(f)
-    except (ValueError, RecursionError) as e:  # not UTF-8, not JSON, nested too deep
-        raise UsageError(f"{path} is not a model written by --save ({e})") from None
-    if not isinstance(document, dict) or document.get("format") != MODEL_FORMAT:
-        raise UsageError(f"{path} is not a model written by --save")
-    if document.get("version") != MODEL_VERSION:
-        raise UsageError(f"{path} is a model of format version {_brief(document.get('version'))}; "
-                         f"this micrograd-cy reads version {MODEL_VERSION}")
-    if "dataset" not in document:
+        need = train.memory_needed(sizes, rows)
+    except ValueError as e:  # a layer wider than any memory
+        raise UsageError(str(e)) from None
+    model = nn.memory_needed(sizes)
+    have = nn.available_memory()
+    if have is not None and need > have:
+        parameters = sum((n_in + 1) * n_out for n_in, n_out in zip(sizes, sizes[1:]))
+        raise UsageError(f"MLP{nn._brief(tuple(sizes))} has {parameters:,} parameters and builds "
+                         f"{(need - model) / 2**30:,.1f} GiB of graph a step: "
+                         f"{need / 2**30:,.1f} GiB in all, more than the "
+                         f"{have / 2**30:,.1f} GiB this machine has free")
+
+
+def _check_model(path: str, sizes: list[int], metadata: dict[str, Any], data: Dataset,
+                 hidden: Optional[Sequence[int]], rows: int) -> None:
+    """What --load needs of a model file beyond its own checks (nn.load): trained on this
+    data set, its inputs and outputs, --hidden if given, and a step's memory."""
+    from micrograd_cy.nn import _brief
+    if "dataset" not in metadata:
         raise UsageError(f"{path} does not say which data set its model was trained on")
-    if document["dataset"] != data.name:  # same inputs and outputs need not mean same meaning
-        raise UsageError(f"{path} holds a model trained on {_brief(document['dataset'])}, not "
+    if metadata["dataset"] != data.name:  # same inputs and outputs need not mean same meaning
+        raise UsageError(f"{path} holds a model trained on {_brief(metadata['dataset'])}, not "
                          f"on {data.name!r}: name its data set with --dataset")
-    sizes = document.get("sizes")
-    if not isinstance(sizes, list) or len(sizes) < 2 or not all(map(_is_count, sizes)):
-        raise UsageError(f"{path}: 'sizes' must list positive layer sizes")
-    outputs = 1 if data.classes == 2 else data.classes
-    if sizes[0] != data.features or sizes[-1] != outputs:
+    if sizes[0] != data.features or sizes[-1] != data.outputs:
         raise UsageError(f"{path} holds a model for {_brief(sizes[0])} inputs and "
                          f"{_brief(sizes[-1])} outputs; {data.name} needs {data.features} "
-                         f"and {outputs}")
+                         f"and {data.outputs}")
     if hidden is not None and list(hidden) != sizes[1:-1]:
         raise UsageError(f"--hidden {','.join(map(str, hidden))} differs from the loaded "
                          f"model's hidden sizes {_brief(sizes[1:-1])}")
     _check_fits(sizes, rows)
-    state = document.get("state")
-    if not _is_state_of(state, sizes):
-        raise UsageError(f"{path}: its state does not match its sizes {_brief(sizes)} "
-                         f"(a state_dict() of that MLP)")
-    return sizes, state
 
 
-def _is_count(x):
-    return isinstance(x, int) and not isinstance(x, bool) and x > 0
+def _progress(steps: int, name: str, quiet: bool) -> Any:
+    from tqdm import tqdm
+    return tqdm(total=steps, desc=name, unit="step", disable=quiet, dynamic_ncols=True)
 
 
-def _is_state_of(state, sizes):
-    """Whether state has the form of MLP(sizes[0], sizes[1:]).state_dict(): a shape listing
-    each neuron's number of inputs, layer by layer, and a weight an input and a bias a
-    neuron. Read from the file's data alone: nothing as large as the MLP is made."""
-    if not isinstance(state, dict) or set(state) != {"shape", "parameters"}:
-        return False
-    shape, parameters = state["shape"], state["parameters"]
-    layers = list(zip(sizes, sizes[1:]))
-    if not isinstance(shape, list) or len(shape) != len(layers):
-        return False
-    for neurons, (n_in, n_out) in zip(shape, layers):
-        if not isinstance(neurons, list) or len(neurons) != n_out:
-            return False
-        if not all(_is_count(n) and n == n_in for n in neurons):
-            return False
-    return (isinstance(parameters, list)
-            and len(parameters) == sum((n_in + 1) * n_out for n_in, n_out in layers))
-
-
-def _load_state(path, model, state):
-    """Set the model's parameters from the file's state (its form already checked)."""
-    try:
-        model.load_state_dict(state)
-    except (ValueError, TypeError) as e:
-        raise UsageError(f"{path}: {e}") from None
-    except OverflowError:  # an integer JSON holds, such as 10**400
-        raise UsageError(f"{path}: a parameter is too large for a float") from None
-
-
-def _brief(value, limit=60):
-    """repr(value), cut short: what a file holds may be megabytes, a message is one line."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _graph(args):
+def _graph(args: argparse.Namespace) -> int:
     from micrograd_cy import viz
     dot = viz.draw_dot(viz.neuron(), rankdir=args.rankdir)
     viz.render(dot, args.out)

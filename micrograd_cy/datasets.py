@@ -3,9 +3,14 @@
 Each loader returns a Dataset. Two-class sets label their points -1/+1 (micrograd's SVM
 loss); many-class sets label them 0..k-1 (softmax cross-entropy).
 """
-from __future__ import annotations  # numpy is imported by the loaders, not to list NAMES
+from __future__ import annotations
 
+import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:  # numpy is imported by the loaders, not to list NAMES
+    import numpy as np
 
 NAMES = ("moons", "circles", "blobs", "digits")
 
@@ -20,35 +25,52 @@ class Dataset:
     classes: int             # 2: labels -1/+1; more: labels 0..classes-1
 
     @property
-    def features(self):
-        return self.X.shape[1]
+    def features(self) -> int:
+        return int(self.X.shape[1])
+
+    @property
+    def outputs(self) -> int:
+        """A model's outputs for this set: one score for two classes, else one a class."""
+        return 1 if self.classes == 2 else self.classes
 
 
-def load(name, seed=1337):
+def load(name: str, seed: int = 1337) -> Dataset:
     """The data set `name` (one of NAMES), generated from `seed`."""
     if name not in NAMES:
         raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(NAMES)}")
-    return {"moons": _moons, "circles": _circles, "blobs": _blobs, "digits": _digits}[name](seed)
+    loaders: dict[str, Callable[[int], Dataset]] = {
+        "moons": _moons, "circles": _circles, "blobs": _blobs, "digits": _digits}
+    return loaders[name](seed)
 
 
-def _none(features):
+def moons(n_samples: int = 100, noise: float = 0.1, seed: int = 1337) -> tuple[np.ndarray, np.ndarray]:
+    """micrograd's demo.ipynb data: make_moons after np.random.seed(1337), labels in {-1, 1}."""
+    import numpy as np
+    from sklearn.datasets import make_moons
+
+    np.random.seed(seed)
+    random.seed(seed)
+    X, y = make_moons(n_samples=n_samples, noise=noise)
+    return X, y * 2 - 1
+
+
+def _none(features: int) -> tuple[np.ndarray, np.ndarray]:
     import numpy as np
     return np.empty((0, features)), np.empty(0, dtype=int)
 
 
-def _moons(seed):
-    from micrograd_cy import demo
-    X, y = demo.moons(seed=seed)  # micrograd's demo.ipynb, exactly
+def _moons(seed: int) -> Dataset:
+    X, y = moons(seed=seed)
     return Dataset("moons", X, y, *_none(2), classes=2)
 
 
-def _circles(seed):
+def _circles(seed: int) -> Dataset:
     from sklearn.datasets import make_circles
     X, y = make_circles(n_samples=100, noise=0.1, factor=0.5, random_state=seed)
     return Dataset("circles", X * 2, y * 2 - 1, *_none(2), classes=2)
 
 
-def _blobs(seed):
+def _blobs(seed: int) -> Dataset:
     from sklearn.datasets import make_blobs
     centers = [(-2.0, -1.0), (2.0, -1.0), (0.0, 2.0)]  # three clusters that touch a little
     X, y = make_blobs(n_samples=150, centers=centers, cluster_std=0.9, random_state=seed)
@@ -56,7 +78,7 @@ def _blobs(seed):
     return Dataset("blobs", X, y, *_none(2), classes=3)
 
 
-def _digits(seed):
+def _digits(seed: int) -> Dataset:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
     digits = load_digits()  # 1,797 8x8 images, bundled with scikit-learn

@@ -12,7 +12,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from micrograd_cy.engine import Value
-from micrograd_cy.train import sizes
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -34,10 +33,13 @@ def save(result: Result, dataset: Dataset, path: str, steps: int) -> None:
     left, right = fig.subplots(1, 2, width_ratios=[1.15, 1])
     if dataset.features == 2:
         _decision_boundary(left, result.model, dataset)
+    elif result.confusion is None or result.test_accuracy is None:
+        raise ValueError(f"{dataset.name} has more than two features and no held-out split: "
+                         f"there is neither a decision boundary nor a confusion matrix to draw")
     else:
         _confusion(left, result.confusion, result.test_accuracy)
     _curves(right, result, steps)
-    fig.suptitle(f"micrograd_cy: {dataset.name}, MLP{tuple(sizes(result.model))}, "
+    fig.suptitle(f"micrograd_cy: {dataset.name}, MLP{tuple(result.model.sizes)}, "
                  f"{_percent(result.final_accuracy)} training accuracy"
                  + ("" if result.test_accuracy is None else
                     f", {_percent(result.test_accuracy)} held out"), fontsize=12)
@@ -118,7 +120,7 @@ def _running_mean(values: NDArray[np.float64], window: int) -> NDArray[np.float6
     return (sums[1:] - sums[np.maximum(np.arange(1, len(values) + 1) - window, 0)]) / counts
 
 
-def _confusion(ax: Axes, confusion: NDArray[np.int64], accuracy: float) -> None:
+def _confusion(ax: Axes, confusion: NDArray[np.int_], accuracy: float) -> None:
     ax.imshow(confusion, cmap="Blues")
     n = len(confusion)
     for i in range(n):

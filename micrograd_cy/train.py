@@ -1,30 +1,42 @@
 """Training an MLP on a Dataset: micrograd's SVM loss for two classes, softmax
 cross-entropy (built from the engine's exp and log) for more, and SGD with micrograd's
-demo schedule: the learning rate falls linearly from lr to lr/10.
+demo schedule (learning_rate): the rate falls linearly from lr to lr/10.
 
+The losses live here, beside the loop that uses them: svm_loss is the notebook's loss on
+any engine (upstream micrograd's too), svm_loss_fused the same numbers from fused nodes.
 A full-batch two-class run builds its graph once and replays it (Value.forward) every
 step; the others build a graph per step.
 """
+from __future__ import annotations
+
 import math
 import random
 import time
 from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from micrograd_cy import demo, nn
-from micrograd_cy.engine import Value
+from micrograd_cy import nn
+from micrograd_cy.datasets import Dataset
+from micrograd_cy.engine import CHILD_SIZE, NODE_SIZE, Value
+from micrograd_cy.optim import SGD
 
 ALPHA = 1e-4  # L2 regularization, as in micrograd's demo
 
 
+def learning_rate(k: int, steps: int, lr: float = 1.0) -> float:
+    """micrograd's demo schedule: lr at step 0 of `steps`, falling linearly to lr/10."""
+    return lr * (1.0 - 0.9 * k / steps)
+
+
 @dataclass
 class Defaults:
-    steps: int = None
-    epochs: int = None
-    batch_size: int = None   # None: the whole training set every step
+    steps: Optional[int] = None
+    epochs: Optional[int] = None
+    batch_size: Optional[int] = None   # None: the whole training set every step
     lr: float = 1.0
-    hidden: tuple = (16, 16)
+    hidden: tuple[int, ...] = (16, 16)
 
 
 DEFAULTS = {
@@ -38,59 +50,110 @@ DEFAULTS = {
 @dataclass
 class Result:
     model: nn.MLP
-    loss: list = field(default_factory=list)        # per step, on that step's batch
-    accuracy: list = field(default_factory=list)    # per step, on that step's batch
-    final_loss: float = math.nan                    # on the whole training set, after training
+    loss: list[float] = field(default_factory=list)      # per step, on that step's batch
+    accuracy: list[float] = field(default_factory=list)  # per step, on that step's batch
+    final_loss: float = math.nan                         # on the whole training set, after training
     final_accuracy: float = math.nan
-    test_accuracy: float = None                     # on the held-out split, if there is one
-    confusion: np.ndarray = None                    # held-out confusion matrix (true x predicted)
+    test_accuracy: Optional[float] = None                # on the held-out split, if there is one
+    confusion: Optional[np.ndarray] = None               # held-out confusion matrix (true x predicted)
     seconds: float = 0.0
 
 
-def make_model(dataset, hidden, seed):
+def make_model(dataset: Dataset, hidden: Sequence[int], seed: int) -> nn.MLP:
     random.seed(seed)
-    outputs = 1 if dataset.classes == 2 else dataset.classes
-    return nn.MLP(dataset.features, list(hidden) + [outputs])
+    return nn.MLP(dataset.features, [*hidden, dataset.outputs])
 
 
-def sizes(model):
-    """An MLP's layer sizes, inputs first: [2, 16, 16, 1]."""
-    return [len(model.layers[0].neurons[0].w)] + [len(layer.neurons) for layer in model.layers]
+# -- losses ----------------------------------------------------------------------------------
+
+def svm_loss(model: Callable[[Any], Any], X: Any, y: Any, Value: Any,
+             alpha: float = ALPHA) -> tuple[Any, float]:
+    """Max-margin loss with L2 regularization, and accuracy: the notebook's loss(), line for
+    line, for a model and a Value class of any engine."""
+    inputs = [list(map(Value, xrow)) for xrow in X]
+    scores = list(map(model, inputs))
+    losses = [(1 + -yi*scorei).relu() for yi, scorei in zip(y, scores)]
+    data_loss = sum(losses) * (1.0 / len(losses))
+    reg_loss = alpha * sum((p*p for p in model.parameters()))  # type: ignore[attr-defined]
+    total_loss = data_loss + reg_loss
+    accuracy = [(yi > 0) == (scorei.data > 0) for yi, scorei in zip(y, scores)]
+    return total_loss, sum(accuracy) / len(accuracy)
 
 
-def loss_of(model, X, y, classes, alpha=ALPHA):
-    """(total loss, scores) over the samples X: a Value, and one output per sample."""
-    scores = [model(x) for x in X.tolist()]
+def svm_loss_fused(model: nn.MLP, X: Any, y: Any, Value: type[Value] = Value,
+                   alpha: float = ALPHA) -> tuple[Value, float]:
+    """svm_loss() with its two Python sums as fused nodes (Value.sum, Value.dot): the same
+    numbers, both fold left from 0 in the same order. Inputs go to the model as plain
+    floats, which the engine turns into leaves. (Value: svm_loss's signature; ours only.)"""
+    X = X.tolist() if hasattr(X, "tolist") else X
+    y = y.tolist() if hasattr(y, "tolist") else y
+    total_loss, scores = loss_of(model, X, y, 2, alpha)
+    accuracy = [(yi > 0) == (scorei.data > 0) for yi, scorei in zip(y, scores)]
+    return total_loss, sum(accuracy) / len(accuracy)
+
+
+def mean_loss(losses: Sequence[Value], params: Sequence[Value], alpha: float = ALPHA) -> Value:
+    """mean(losses) + alpha * sum(p*p), the notebook's total, as two fused nodes."""
+    return Value.sum(losses) * (1.0 / len(losses)) + alpha * Value.dot(params, params)
+
+
+def loss_of(model: nn.MLP, X: Any, y: Any, classes: int,
+            alpha: float = ALPHA) -> tuple[Value, list[Any]]:
+    """(total loss, scores) over the samples X (an array or lists of rows): a Value, and one
+    output per sample (a Value for two classes, else a list of them)."""
+    X = X.tolist() if hasattr(X, "tolist") else X
+    y = y.tolist() if hasattr(y, "tolist") else y
+    scores: list[Any] = [model(x) for x in X]  # Values for two classes, else lists of them
     if classes == 2:
-        losses = [(1 + -yi*si).relu() for yi, si in zip(y.tolist(), scores)]
+        losses = [(1 + -yi*si).relu() for yi, si in zip(y, scores)]
     else:
-        losses = [_cross_entropy(logits, yi) for logits, yi in zip(scores, y.tolist())]
-    return demo.mean_loss(Value, losses, model.parameters(), alpha), scores
+        losses = [_cross_entropy(logits, yi) for logits, yi in zip(scores, y)]
+    return mean_loss(losses, model.parameters(), alpha), scores
 
 
-def _cross_entropy(logits, label):
+def _cross_entropy(logits: Sequence[Value], label: int) -> Value:
     # log(sum(exp(z))) - z[label], with z shifted by its max: the same value, no overflow
     top = max(z.data for z in logits)
     return Value.sum([(z - top).exp() for z in logits]).log() - (logits[label] - top)
 
 
-def predictions(scores, classes):
+def memory_needed(sizes: Sequence[int], rows: int) -> int:
+    """An upper bound on the bytes an MLP of these sizes and a step of loss_of over `rows`
+    samples hold: the model and its calls (nn.memory_needed); a sample's loss ((1 + -y*s).relu(),
+    five nodes with its constants; the cross-entropy over k outputs, 3k + 4 and a sum of k)
+    and its Python objects (its row as a list of floats, its label, its places in lists);
+    the mean and the L2 term over them. Each node is counted with its place in an order."""
+    node = NODE_SIZE + CHILD_SIZE
+    k = sizes[-1]
+    loss = 5 * node if k == 1 else (3 * k + 4) * node + k * CHILD_SIZE
+    python = 56 + (CHILD_SIZE + 32) * sizes[0] + 64
+    parameters = sum((n_in + 1) * n_out for n_in, n_out in zip(sizes, sizes[1:]))
+    total = 7 * node + CHILD_SIZE * (rows + 2 * parameters)
+    return nn.memory_needed(sizes, rows) + rows * (loss + python) + total
+
+
+# -- training --------------------------------------------------------------------------------
+
+def predictions(scores: Sequence[Any], classes: int) -> np.ndarray:
     if classes == 2:
         return np.array([1 if s.data > 0 else -1 for s in scores])
     return np.array([max(range(classes), key=lambda k: logits[k].data) for logits in scores])
 
 
-def evaluate(model, X, y, classes):
+def evaluate(model: nn.MLP, X: np.ndarray, y: np.ndarray,
+             classes: int) -> tuple[float, float, np.ndarray]:
     """(loss, accuracy, predictions) of the model on X, y; builds no gradients."""
     total, scores = loss_of(model, X, y, classes)
     guess = predictions(scores, classes)
     return total.data, float(np.mean(guess == y)), guess
 
 
-def train(dataset, model, steps, batch_size=None, lr=1.0, seed=1337, on_step=None):
+def train(dataset: Dataset, model: nn.MLP, steps: int, batch_size: Optional[int] = None,
+          lr: float = 1.0, seed: int = 1337,
+          on_step: Optional[Callable[[int, float, float], None]] = None) -> Result:
     """SGD for `steps` steps; on_step(k, loss, accuracy) after each. Returns a Result."""
     result = Result(model)
-    params = model.parameters()
+    opt = SGD(model.parameters(), lr)
     n = len(dataset.X)
     batch = n if batch_size is None else min(batch_size, n)
     rng = np.random.default_rng(seed)
@@ -112,11 +175,9 @@ def train(dataset, model, steps, batch_size=None, lr=1.0, seed=1337, on_step=Non
             cursor += batch
             yb = dataset.y[idx]
             total, scores = loss_of(model, dataset.X[idx], yb, dataset.classes)
-        model.zero_grad()
+        opt.zero_grad()
         total.backward()
-        rate = lr * (1.0 - 0.9 * k / steps)
-        for p in params:
-            p.data -= rate * p.grad
+        opt.step(learning_rate(k, steps, lr))
         result.loss.append(total.data)
         result.accuracy.append(float(np.mean(predictions(scores, dataset.classes) == yb)))
         if on_step is not None:

@@ -10,7 +10,14 @@ import micrograd.engine
 import pytest
 from hypothesis import HealthCheck, settings
 
-from micrograd_cy import Value, engine
+from micrograd_cy import Value, engine, train
+
+# benchmarks/ (upstream_nn) lives in the clone, outside the package: appended, so the
+# micrograd_cy under test, installed or the clone's, stays the one imported
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.append(ROOT)
+from benchmarks.peers import upstream_nn  # noqa: E402
 
 REL = 1e-9
 
@@ -50,6 +57,16 @@ def torch():
     """PyTorch: a test that takes it is marked `torch`."""
     import torch
     return torch
+
+
+def notebook_step(model, total_loss, k, steps=100):
+    """Backward and the SGD update as demo.ipynb writes them: the loop optim.SGD and
+    train.train are checked against."""
+    model.zero_grad()
+    total_loss.backward()
+    learning_rate = train.learning_rate(k, steps)
+    for p in model.parameters():
+        p.data -= learning_rate * p.grad
 
 
 def close(a, b, rel=REL, abs_tol=1e-12):

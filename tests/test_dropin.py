@@ -7,7 +7,7 @@ import pickle
 import micrograd.engine
 import pytest
 
-from conftest import close, readme_example, run_probe
+from conftest import ROOT, close, readme_example, run_probe
 from micrograd_cy import Value
 
 
@@ -46,11 +46,14 @@ def test_installing_first_works_and_again_changes_nothing():
 
 
 def test_upstream_nn_is_upstreams_file_even_after_install():
-    out = run_probe("""
+    out = run_probe(f"""
         import os, micrograd_cy
         micrograd_cy.install_as_micrograd()
-        from micrograd_cy import demo, engine
-        nn = demo.upstream_nn(engine)
+        import sys
+        sys.path.append({ROOT!r})  # benchmarks/, in the clone
+        from benchmarks.peers import upstream_nn
+        from micrograd_cy import engine
+        nn = upstream_nn(engine)
         print(os.path.relpath(nn.__file__, os.path.dirname(micrograd_cy.__file__)))
         print(nn.MLP is micrograd_cy.nn.MLP, type(nn.MLP(2, [3, 1])([1.0, 2.0])).__name__)
         import micrograd.nn

@@ -5,28 +5,28 @@ import random
 
 import pytest
 
-from conftest import close
-from micrograd_cy import Value, demo, nn
+from conftest import close, notebook_step
+from micrograd_cy import Value, datasets, nn, train
 from micrograd_cy.optim import SGD
 
 
 def test_sgd_trains_the_demo_to_the_same_numbers_as_micrograds_loop():
     histories = []
     for use_sgd in (False, True):
-        X, y = demo.moons()
+        X, y = datasets.moons()
         random.seed(1337)
         model = nn.MLP(2, [16, 16, 1])
         opt = SGD(model.parameters())
         history = []
         for k in range(8):
-            loss, _ = demo.svm_loss_fused(model, X, y, Value)
-            learning_rate = 1.0 - 0.9 * k / 100
+            loss, _ = train.svm_loss_fused(model, X, y, Value)
+            learning_rate = train.learning_rate(k, 100)
             if use_sgd:
                 opt.zero_grad()
                 loss.backward()
                 opt.step(learning_rate)
             else:
-                demo.sgd_step(model, loss, k)
+                notebook_step(model, loss, k)
             history.append(loss.data)
         histories.append((history, [p.data for p in model.parameters()]))
     assert histories[0] == histories[1]  # bit for bit

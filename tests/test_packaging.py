@@ -99,6 +99,7 @@ def test_the_wheel_carries_the_compiled_engine_and_its_types(dists):
         names = set(whl.namelist())
     assert any(n.startswith("micrograd_cy/engine.") and n.endswith(".so") for n in names), names
     assert {"micrograd_cy/nn.py", "micrograd_cy/engine.pyi", "micrograd_cy/py.typed"} <= names
+    assert not [n for n in names if n.startswith(("benchmarks/", "tests/"))]  # the clone's only
 
 
 @pytest.mark.slow

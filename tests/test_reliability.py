@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import close, run_probe
-from micrograd_cy import Value, demo, engine, nn
+from conftest import close, notebook_step, run_probe
+from micrograd_cy import Value, datasets, engine, nn, train
 
 
 def rss_bytes():
@@ -132,14 +132,14 @@ def test_the_tape_walk_matches_the_depth_first_order_as_the_tape_compacts():
 # -- no leaks --------------------------------------------------------------------------------
 
 def test_a_thousand_training_steps_keep_memory_flat():
-    X, y = demo.moons()
+    X, y = datasets.moons()
     import random
     random.seed(1337)
     model = nn.MLP(2, [16, 16, 1])
 
     def step(k):  # a new graph every step
-        total, _ = demo.svm_loss_fused(model, X, y, Value)
-        demo.sgd_step(model, total, k % 100)
+        total, _ = train.svm_loss_fused(model, X, y, Value)
+        notebook_step(model, total, k % 100)
 
     for k in range(50):
         step(k)
@@ -156,9 +156,9 @@ def test_a_thousand_training_steps_keep_memory_flat():
 
 
 def test_replayed_training_keeps_memory_flat():
-    X, y = demo.moons()
+    X, y = datasets.moons()
     model = nn.MLP(2, [16, 16, 1])
-    total, _ = demo.svm_loss_fused(model, X, y, Value)
+    total, _ = train.svm_loss_fused(model, X, y, Value)
     params = model.parameters()
     for _ in range(20):
         total.forward()
@@ -178,7 +178,7 @@ def test_replayed_training_keeps_memory_flat():
 
 
 def test_reference_counts_come_back_after_a_step():
-    X, y = demo.moons()
+    X, y = datasets.moons()
     model = nn.MLP(2, [4, 1])
     params = model.parameters()
     inputs = [[Value(a), Value(b)] for a, b in X.tolist()]

@@ -1,29 +1,44 @@
 """Against upstream micrograd from PyPI: its demo trains the same on the compiled engine."""
 import gc
+import random
 
 import micrograd.engine
 import micrograd.nn
 import pytest
 
-from conftest import close
-from micrograd_cy import demo, engine, nn
+from conftest import close, notebook_step, upstream_nn
+from micrograd_cy import datasets, engine, nn, train
 
 STEPS = 8  # upstream's pure-Python engine is slow: a few steps show the trajectory
+
+
+def train_moons(nn, Value, steps=STEPS, seed=1337, loss=train.svm_loss):
+    """Train MLP(2, [16, 16, 1]) as the notebook does, on any engine's nn and Value;
+    returns (model, [(loss, accuracy), ...])."""
+    X, y = datasets.moons(seed=seed)
+    random.seed(seed)
+    model = nn.MLP(2, [16, 16, 1])
+    history = []
+    for k in range(steps):
+        total_loss, acc = loss(model, X, y, Value)
+        notebook_step(model, total_loss, k)
+        history.append((float(total_loss.data), float(acc)))
+    return model, history
 
 
 @pytest.fixture(scope="module")
 def upstream_history():
     gc.disable()  # numbers are the same; upstream's closures make the GC slow
     try:
-        return demo.train_moons(micrograd.nn, micrograd.engine.Value, steps=STEPS)[1]
+        return train_moons(micrograd.nn, micrograd.engine.Value, )[1]
     finally:
         gc.enable()
 
 
 def test_upstream_nn_runs_unchanged_on_the_compiled_engine(upstream_history):
-    up_nn = demo.upstream_nn(engine)
+    up_nn = upstream_nn(engine)
     assert up_nn.Value is engine.Value and up_nn.MLP is not nn.MLP
-    model, history = demo.train_moons(up_nn, engine.Value, steps=STEPS)
+    model, history = train_moons(up_nn, engine.Value, )
     assert type(model.parameters()[0]) is engine.Value
     assert len(history) == STEPS
     for (ours, acc), (theirs, up_acc) in zip(history, upstream_history):
@@ -32,7 +47,7 @@ def test_upstream_nn_runs_unchanged_on_the_compiled_engine(upstream_history):
 
 
 def test_native_nn_follows_the_same_trajectory(upstream_history):
-    _, history = demo.train_moons(nn, engine.Value, steps=STEPS)
+    _, history = train_moons(nn, engine.Value, )
     for (ours, acc), (theirs, up_acc) in zip(history, upstream_history):
         assert close(ours, theirs), (ours, theirs)
         assert acc == up_acc
@@ -81,12 +96,12 @@ def test_layer_sees_changes_to_its_neurons():
 
 
 def test_fused_loss_matches_the_notebook_loss():
-    X, y = demo.moons()
+    X, y = datasets.moons()
     import random
     random.seed(1)
     model = nn.MLP(2, [8, 1])
-    a, acc_a = demo.svm_loss(model, X, y, engine.Value)
-    b, acc_b = demo.svm_loss_fused(model, X, y, engine.Value)
+    a, acc_a = train.svm_loss(model, X, y, engine.Value)
+    b, acc_b = train.svm_loss_fused(model, X, y, engine.Value)
     assert a.data == b.data and acc_a == acc_b
     a.backward()
     grads = [p.grad for p in model.parameters()]
