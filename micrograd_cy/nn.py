@@ -23,11 +23,19 @@ import math
 import numbers
 import os
 import random
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, TypedDict, Union
 
 from micrograd_cy.engine import CHILD_SIZE, NODE_SIZE, Net, Value
 
-State = dict[str, Any]  # what state_dict() gives: {"shape": ..., "parameters": [float, ...]}
+Shape = Union[int, list[int], list[list[int]]]  # a neuron's inputs, a layer's, an MLP's
+
+
+class State(TypedDict):
+    """What state_dict() gives: the module's shape and its parameters' values, in order."""
+    shape: Shape
+    parameters: list[float]
+
+
 Operand = Union[Value, float]  # an input: a Value or a number, which becomes a leaf
 Output = Union[Value, list[Value]]  # a Layer's or an MLP's: a Value where it has one output
 Fresh = Union[list[bool], tuple[bool]]  # a freshness token (below)
@@ -73,7 +81,7 @@ class Module:
         for p, v in zip(params, values):
             p.data = float(v)
 
-    def _shape(self) -> Any:
+    def _shape(self) -> Shape:
         return []
 
     # A layer or an MLP caches what it read of its parts (which path to take, the neurons'

@@ -66,7 +66,7 @@ def draw_dot(root: Node, format: str = "svg", rankdir: str = "LR",
     if rankdir not in ("LR", "TB"):
         raise ValueError(f"rankdir must be 'LR' or 'TB', not {rankdir!r}")
     try:
-        from graphviz import Digraph
+        from graphviz import Digraph  # type: ignore[import-untyped, unused-ignore]
     except ImportError:
         raise GraphvizMissing("drawing graphs needs the graphviz Python package: "
                               "pip install 'micrograd_cy[viz]'") from None

@@ -49,9 +49,15 @@ def mypy(tmp_path):
     pytest.importorskip("mypy", reason="mypy is not installed (it is in the test-core extra)")
     script = tmp_path / "user.py"
     script.write_text(USER_SCRIPT)
+    env = dict(os.environ)
+    home = Path(micrograd_cy.__file__).resolve().parents[1]
+    if home.name not in ("site-packages", "dist-packages"):
+        # a source folder (pip install -e .): mypy cannot follow an editable install's
+        # import hook, so it is told where the package is, as an editor would be
+        env["MYPYPATH"] = str(home)
     out = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", "-v",
                           "--cache-dir", os.devnull, str(script)],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
     read = re.findall(r"Parsing (\S+) \(micrograd_cy\.nn\)", out.stderr)
     assert read == [str(Path(micrograd_cy.__file__).with_name("nn.py"))], read
     return out.stdout
