@@ -273,10 +273,11 @@ cdef class Net:
     function) triples, and a call where class.name is not function returns otherwise(x)
     instead (a patched Neuron.__call__ is then called). Checked in C, at each call.
     """
-    cdef tuple _rows     # every layer's rows, one after the other: the caller's own sequences
-    cdef tuple _biases   # one a row
-    cdef tuple _sizes    # rows a layer
-    cdef tuple _relus    # a flag a layer
+    # (rows, biases, sizes, relus): every layer's rows, one after the other (the caller's own
+    # sequences), a bias a row, rows a layer, a ReLU flag a layer. One tuple, replaced whole:
+    # dropping the old one can run Python code (a row's __del__) that calls the net, which
+    # must never see one layer's rows with another's sizes
+    cdef tuple _layout
     cdef Value _params   # the PARAMS node of the weights as last read, or None...
     cdef tuple _read_for # ...and the (sizes, relus) it was read for: __init__ makes new ones
     cdef tuple _stock    # (class, name, function) triples, each checked at every call
@@ -304,8 +305,7 @@ cdef class Net:
             relus.append(bool(relu))
         if not sizes or sizes[len(sizes) - 1] != 1:
             raise ValueError("Net: the last layer must have exactly one row (one output)")
-        self._rows, self._biases = tuple(rows), tuple(biases)
-        self._sizes, self._relus = tuple(sizes), tuple(relus)
+        self._layout = (tuple(rows), tuple(biases), tuple(sizes), tuple(relus))
         self._params = None
         self._stock, self._otherwise = stock, otherwise
 
@@ -315,13 +315,13 @@ cdef class Net:
         cdef unsigned int hidden
         cdef unsigned int* shape
         cdef tuple rows, biases, sizes, relus
-        if self._rows is None:
+        if self._layout is None:
             raise ValueError("a Net made by Net.__new__ has no layers: make it with Net(layers)")
         if self._stock and not _stock_methods(self._stock):
             return self._otherwise(x)
         items = PySequence_Fast(x, "a Net takes a sequence of inputs")  # may run code
-        # locals, read together: reading numbers may run code that calls __init__ again
-        rows, biases, sizes, relus = self._rows, self._biases, self._sizes, self._relus
+        # locals, read at once: reading numbers may run code that calls __init__ again
+        rows, biases, sizes, relus = self._layout
         n0 = PySequence_Fast_GET_SIZE(items)
         p = self._params
         if p is None or self._read_for[0] is not sizes or self._read_for[1] is not relus \
@@ -336,4 +336,7 @@ cdef class Net:
         return _nary_node(NET, 0, items, None, p, KID_OFF_TAPE, _slots(2 * hidden * sizeof(double)))
 
     def __repr__(self):
-        return f"Net({[len(self._rows[0]) if self._rows else 0] + list(self._sizes or ())})"
+        if self._layout is None:
+            return "Net()"
+        rows, _, sizes, _ = self._layout
+        return f"Net({[len(rows[0])] + list(sizes)})"

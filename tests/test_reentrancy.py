@@ -51,6 +51,35 @@ def test_a_walk_from_a_float_inside_a_net_call_never_meets_the_half_built_node()
     assert out.strip() == "ok"
 
 
+@pytest.mark.parametrize("wider", [True, False])
+def test_a_net_called_while_its_init_drops_the_old_layers_sees_the_new_ones_whole(wider):
+    # dropping the old rows runs a row's __del__, which calls the net: before, it met the new
+    # rows with the old sizes, and the PARAMS node it read overran its array (or read past it)
+    out = probe(f"""
+    from micrograd_cy.engine import Net
+    hook = []
+    class Row(list):
+        def __del__(self):
+            while hook:
+                hook.pop()()
+    def rows(n, nin):
+        return [Row(Value(0.1 * (i + j + 1)) for j in range(nin)) for i in range(n)]
+    def small():
+        return [(rows(1, 2), [Value(0.5)], False)]
+    def large():
+        return [(rows(64, 2), [Value(0.0)] * 64, True), (rows(1, 64), [Value(0.25)], False)]
+    old, new = (small, large) if {wider} else (large, small)
+    net = Net(old())  # its rows die with the net's hold on them, in __init__ below
+    net([1.0, 2.0])
+    seen = []
+    hook.append(lambda: seen.append(net([1.0, 2.0]).data))
+    net.__init__(new())
+    assert seen == [net([1.0, 2.0]).data], (seen, net([1.0, 2.0]).data)
+    print("ok")
+    """)
+    assert out.strip() == "ok"
+
+
 @pytest.mark.parametrize("build", [
     "Value.sum([Walks(0.5), a, 2.0])",
     "Value.dot([a, Walks(0.5)], [a, 3.0], 1.0)",
