@@ -247,8 +247,11 @@ cdef list _matvec(object weights, object inputs, object biases, bint relu):
     cdef tuple rows = tuple(weights)
     cdef tuple bs = None
     cdef list out
-    x = [v if type(v) is Value else _as_value(v)
-         for v in PySequence_Fast(inputs, "Value.matvec() takes a sequence of inputs")]
+    items = PySequence_Fast(inputs, "Value.matvec() takes a sequence of inputs")
+    cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(items)
+    x = [v if type(v) is Value else _as_value(v) for v in tuple(items)]
+    if PySequence_Fast_GET_SIZE(items) != n:  # converting a number ran code that resized it
+        raise RuntimeError("the sequence changed size while it was read")
     m = len(rows)
     if biases is not None:
         bs = tuple(biases)

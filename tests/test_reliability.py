@@ -432,3 +432,16 @@ def test_inputs_grown_while_weights_are_read_is_an_error():
     x = [Value(1.0)] * 3
     with pytest.raises(RuntimeError, match="inputs changed size"):
         Value.dot([Value(1.0), _hostile.Growing(x), Value(1.0)], x)
+
+
+@pytest.mark.parametrize("build", [
+    lambda x: Value.dot([Value(1.0)] * 3, x),
+    lambda x: Value.sum(x),
+    lambda x: Value.matvec([[Value(1.0)] * 3], x),
+])
+def test_inputs_grown_while_they_are_read_is_the_same_error_everywhere(build):
+    # before, matvec read the grown list: a shape error, or the added input used silently
+    x = [Value(1.0), Value(1.0)]
+    x.insert(0, _hostile.Growing(x))
+    with pytest.raises(RuntimeError, match="changed size while it was read"):
+        build(x)
