@@ -446,6 +446,7 @@ def test_the_differences_are_as_docs_differences_says():
     import weakref
 
     import numpy as np
+    from micrograd.nn import Layer as UpstreamLayer
     from micrograd.nn import Neuron as UpstreamNeuron
 
     from micrograd_cy import nn
@@ -506,3 +507,30 @@ def test_the_differences_are_as_docs_differences_says():
     with pytest.raises(AttributeError):
         y._backward = lambda: None
     assert type(nn.Layer(2, 3).neurons) is tuple and type(nn.MLP(2, [3, 1]).layers) is tuple
+    # relu of NaN gives its child the gradient, as PyTorch; upstream gives 0
+    for V, expected in ((Value, 1.0), (U, 0.0)):
+        x = V(float("nan"))
+        x.relu().backward()
+        assert x.grad == expected, V
+    # a layer reads an iterator once for all its neurons; upstream's first neuron uses it up
+    import random
+    random.seed(1)
+    ours = nn.Layer(2, 2, nonlin=False)
+    random.seed(1)
+    theirs = UpstreamLayer(2, 2, nonlin=False)
+    assert [o.data for o in ours(iter([1.0, 2.0]))] == [o.data for o in ours([1.0, 2.0])]
+    assert theirs(iter([1.0, 2.0]))[1].data == 0.0 != theirs([1.0, 2.0])[1].data
+    # a Value subclass's own * among a neuron's weights: called by upstream's nn, not by ours
+
+    class Doubling(Value):
+        def __mul__(self, other):
+            return Value.__mul__(self, other) * 2.0
+
+    neuron = nn.Neuron(1, nonlin=False)
+    neuron.w = [Doubling(1.5)]
+    assert neuron([2.0]).data == 3.0
+    from conftest import upstream_nn
+    from micrograd_cy import engine
+    up = upstream_nn(engine).Neuron(1, nonlin=False)
+    up.w = [Doubling(1.5)]
+    assert up([2.0]).data == 6.0
