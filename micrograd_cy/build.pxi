@@ -248,10 +248,13 @@ cdef list _matvec(object weights, object inputs, object biases, bint relu):
     cdef tuple bs = None
     cdef list out
     items = PySequence_Fast(inputs, "Value.matvec() takes a sequence of inputs")
-    cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(items)
-    x = [v if type(v) is Value else _as_value(v) for v in tuple(items)]
-    if PySequence_Fast_GET_SIZE(items) != n:  # converting a number ran code that resized it
-        raise RuntimeError("the sequence changed size while it was read")
+    cdef Py_ssize_t i, n = PySequence_Fast_GET_SIZE(items)
+    cdef list x = [None] * n
+    for i in range(n):
+        if PySequence_Fast_GET_SIZE(items) != n:  # converting a number ran code that resized it
+            raise RuntimeError("the sequence changed size while it was read")
+        v = <object>PySequence_Fast_ITEMS(items)[i]
+        x[i] = v if type(v) is Value else _as_value(v)
     m = len(rows)
     if biases is not None:
         bs = tuple(biases)
