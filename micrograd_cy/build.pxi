@@ -1,7 +1,8 @@
 # Building nodes from Python input: numbers become doubles (or leaves), and every op
-# makes its output node the same way (_unary, _binary, _dot). Anything that can run
-# Python code (a __float__, an iterator) runs before a node is half made, or the node
-# counts what it owns at every step, so an exception leaves nothing broken.
+# makes its output node the same way (_unary, _binary, _pow_node, and _nary_node for the
+# n-ary ops). Anything that can run Python code (a __float__, an iterator) runs before a
+# node is half made, or the node counts what it owns at every step, so an exception leaves
+# nothing broken.
 
 import numbers
 

@@ -511,7 +511,7 @@ cdef _check_layout():
 
 _check_layout()
 
-# What a graph costs in memory, for estimates made before building one (cli.py): the bytes of
+# What a graph costs in memory, for estimates made before building one (nn.memory_needed): the bytes of
 # a Value, and of one entry of a node's array of children
 NODE_SIZE = (<PyTypeObject*>Value).tp_basicsize
 CHILD_SIZE = sizeof(PyObject*)
