@@ -511,8 +511,8 @@ cdef _check_layout():
 
 _check_layout()
 
-# What a graph costs in memory, for estimates made before building one (nn.memory_needed): the bytes of
-# a Value, and of one entry of a node's array of children
+# What a graph costs in memory, for estimates made before building one (nn.memory_needed):
+# the bytes of a Value, and of one entry of a node's array of children
 NODE_SIZE = (<PyTypeObject*>Value).tp_basicsize
 CHILD_SIZE = sizeof(PyObject*)
 
