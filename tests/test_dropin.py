@@ -507,13 +507,27 @@ def test_the_differences_are_as_docs_differences_says():
     with pytest.raises(AttributeError):
         y._backward = lambda: None
     assert type(nn.Layer(2, 3).neurons) is tuple and type(nn.MLP(2, [3, 1]).layers) is tuple
+    # an attribute set with = is seen; one written into __dict__ is not (upstream sees both)
+    import random
+    random.seed(7)
+    model = nn.MLP(2, [3, 1])
+    x = [0.5, -1.0]
+    neuron = model.layers[1].neurons[0]
+    before = model(x).data
+
+    def parts():  # the neurons called one by one, as upstream's MLP calls them
+        return neuron([n(x) for n in model.layers[0].neurons]).data
+
+    neuron.__dict__["w"] = [Value(5.0)] * 3
+    assert model(x).data == before != parts()
+    neuron.w = neuron.w
+    assert model(x).data == parts()
     # relu of NaN gives its child the gradient, as PyTorch; upstream gives 0
     for V, expected in ((Value, 1.0), (U, 0.0)):
         x = V(float("nan"))
         x.relu().backward()
         assert x.grad == expected, V
     # a layer reads an iterator once for all its neurons; upstream's first neuron uses it up
-    import random
     random.seed(1)
     ours = nn.Layer(2, 2, nonlin=False)
     random.seed(1)
