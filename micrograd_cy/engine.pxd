@@ -17,6 +17,8 @@ cpdef enum Op:  # cpdef: Python sees engine.Op, whose names give Value._op (ops.
     LOG
     SIGMOID
     SIN
+    COS
+    SQRT
     # n-ary from here on (ops.pxi: _nary), unary and binary ops above
     SUM       # n-ary: sum of _kids
     DOT       # n-ary: kids = w[0..n), x[0..n), optional bias; optionally ReLU'd

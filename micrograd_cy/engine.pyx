@@ -308,6 +308,12 @@ Stores a single scalar value and its gradient."""
     def sin(self):
         return _unary(SIN, self)
 
+    def cos(self):
+        return _unary(COS, self)
+
+    def sqrt(self):
+        return _unary(SQRT, self)
+
     # -- fused n-ary nodes ----------------------------------------------------
 
     @staticmethod

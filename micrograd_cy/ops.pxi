@@ -6,7 +6,7 @@
 # Children are raw PyObject* to Values; the rules read and update them without touching
 # reference counts. Everything between "kernel: begin" and "kernel: end" is pure C
 # (tests/test_kernels.py); _raise and the names Value._op shows are Python.
-from libc.math cimport cos, exp, floor, isfinite, isinf, log, pow, sin, tanh
+from libc.math cimport cos, exp, floor, isfinite, isinf, log, pow, sin, sqrt, tanh
 
 # ---------------------------------------------------------------------------
 # Forward errors: raised where Python's float arithmetic and math module raise
@@ -289,6 +289,28 @@ cdef inline int _sin_fwd(double x, double* out) noexcept:
 cdef inline void _sin_bwd(PyObject* node, double g, _Mode* m) noexcept:
     _give(_a(node), g * cos(_val(_a(node))), m)
 
+# -- COS: an infinity has no cosine (ValueError, as math.cos); NaN passes through
+cdef inline int _cos_fwd(double x, double* out) noexcept:
+    if isinf(x):
+        return ERR_DOMAIN
+    out[0] = cos(x)
+    return OK
+
+cdef inline void _cos_bwd(PyObject* node, double g, _Mode* m) noexcept:
+    _give(_a(node), g * -sin(_val(_a(node))), m)
+
+# -- SQRT: a negative number has no real root (ValueError, as math.sqrt); d = g / (2 sqrt(x)),
+#    as PyTorch computes it (inf at 0)
+cdef inline int _sqrt_fwd(double x, double* out) noexcept:
+    if x < 0.0:
+        return ERR_DOMAIN
+    out[0] = sqrt(x)
+    return OK
+
+@cython.cdivision(True)
+cdef inline void _sqrt_bwd(PyObject* node, double g, _Mode* m) noexcept:
+    _give(_a(node), g / (2.0 * (<Value>node)._data), m)
+
 # -- SUM: kids[0] + kids[1] + ..., as Python's sum() adds: 0 + a + b + ...
 cdef inline int _sum_fwd(PyObject* node, double* out) noexcept:
     cdef PyObject** kids = (<Value>node)._s.kids
@@ -406,6 +428,10 @@ cdef inline int _eval1(unsigned char op, double x, double c, double* out) noexce
         err = _sigmoid_fwd(x, out)
     elif op == SIN:
         err = _sin_fwd(x, out)
+    elif op == COS:
+        err = _cos_fwd(x, out)
+    elif op == SQRT:
+        err = _sqrt_fwd(x, out)
     return err
 
 
@@ -493,6 +519,10 @@ cdef inline void _backprop(PyObject* node, _Mode* m) noexcept:
         _sigmoid_bwd(node, g, m)
     elif op == SIN:
         _sin_bwd(node, g, m)
+    elif op == COS:
+        _cos_bwd(node, g, m)
+    elif op == SQRT:
+        _sqrt_bwd(node, g, m)
     elif op == SUM:
         _sum_bwd(node, g, m)
     elif op == DOT:

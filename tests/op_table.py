@@ -55,6 +55,9 @@ UNARY = {
     "log": _method("log", math.log, lambda x, y, g: divide(g, x), inputs=(0.3, 0.4, 1.7, 30.0)),
     "sigmoid": _method("sigmoid", sigmoid, lambda x, y, g: g * (1.0 - y) * y),
     "sin": _method("sin", math.sin, lambda x, y, g: g * math.cos(x)),
+    "cos": _method("cos", math.cos, lambda x, y, g: g * -math.sin(x)),
+    "sqrt": _method("sqrt", math.sqrt, lambda x, y, g: divide(g, 2.0 * y),
+                    inputs=(0.3, 0.4, 1.7, 30.0)),
 }
 
 

@@ -183,3 +183,27 @@ def test_matvec_checks_its_arguments():
         Value.matvec(W, [1.0, "x"])
     with pytest.raises(TypeError):
         Value.matvec([Value(1.0)], [1.0])  # a row must be a sequence
+
+
+@pytest.mark.parametrize("op,x", [("sin", math.inf), ("sin", -math.inf), ("cos", math.inf),
+                                  ("cos", -math.inf), ("sqrt", -1e-300), ("sqrt", -math.inf)])
+def test_the_math_ops_raise_where_python_math_raises(op, x):
+    with pytest.raises(ValueError) as theirs:
+        getattr(math, op)(x)
+    with pytest.raises(ValueError, match=str(theirs.value)):
+        getattr(Value(x), op)()
+    a = Value(0.5)
+    out = getattr(a, op)()
+    a.data = x  # forward() raises the same, and leaves the graph usable
+    with pytest.raises(ValueError, match=str(theirs.value)):
+        out.forward()
+    a.data = 0.25
+    assert out.forward().data == getattr(math, op)(0.25)
+
+
+@pytest.mark.parametrize("op", ["sin", "cos", "sqrt"])
+def test_the_math_ops_pass_nan_through(op):
+    a = Value(math.nan)
+    out = getattr(a, op)()
+    out.backward()
+    assert math.isnan(out.data) and math.isnan(a.grad)

@@ -96,6 +96,9 @@ def test_derivative_edges_follow_pytorch():
     check(lambda a, b: a ** b, lambda a, b: a ** b, -2.0, 3.0)  # d/db is nan
     check(lambda a: a.relu(), torch.relu, 0.0)
     check(lambda a: a.log(), torch.log, float("inf"))
+    check(lambda a: a.sqrt(), torch.sqrt, 0.0)  # inf, as PyTorch's grad / (2 * sqrt(x))
+    check(lambda a: a.sqrt(), torch.sqrt, float("inf"))
+    check(lambda a: a.cos(), torch.cos, 0.0)  # -sin(0) * g: -0.0
     check(lambda a, b: a * b, lambda a, b: a * b, float("inf"), 0.0)  # nan grads, no exception
 
 
@@ -116,8 +119,8 @@ def test_micrograd_readme_example():
 finite = st.floats(-3, 3, allow_nan=False).filter(lambda x: abs(x) > 1e-3)
 
 # exp and log are asked inside their domains; every other unary op of the table as it is
-OPS = ["add", "sub", "mul", "div", "powc", "powv", "rpow", "exp", "log", "radd", "rsub", "rmul",
-       "rdiv", "sum", "dot", *sorted(set(UNARY) - {"exp", "log"})]
+OPS = ["add", "sub", "mul", "div", "powc", "powv", "rpow", "exp", "log", "sqrt", "radd", "rsub",
+       "rmul", "rdiv", "sum", "dot", *sorted(set(UNARY) - {"exp", "log", "sqrt"})]
 
 
 def apply(op, args, c, k, bias=None):
@@ -133,6 +136,7 @@ def apply(op, args, c, k, bias=None):
     if op == "rpow": return abs(c) ** a
     if op == "exp": return (a.tanh() * 2).exp()
     if op == "log": return (a * a + 0.1).log()
+    if op == "sqrt": return (a * a + 0.1).sqrt()
     if op == "radd": return c + a
     if op == "rsub": return c - a
     if op == "rmul": return c * a
