@@ -66,7 +66,6 @@ def test_the_type_stub_matches_the_compiled_module():
     what each of its classes has, with the same parameters, so editors and type checkers
     see the real thing."""
     import ast
-    import inspect
     from pathlib import Path
 
     from micrograd_cy import engine

@@ -7,7 +7,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from conftest import close, readme_example
-from micrograd_cy import Value, engine
+from micrograd_cy import Value
 from op_table import UNARY
 
 pytestmark = pytest.mark.torch
