@@ -45,7 +45,7 @@ cdef str _violation():
             o = <PyObject*>(<char*>s + i * NODE_BYTES)
             if (s.free[i >> 6] >> (i & 63)) & 1:
                 if Py_TYPE(o) != <PyTypeObject*>Value or \
-                        (<PyObject**>(<char*>o + _aux_offset))[0] != <PyObject*>None:
+                        (<PyObject**>(<char*>o + _aux_offset))[0] != NULL:
                     return f"slab {si}, slot {i}: a free slot is not a dead Value"
                 continue
             if Py_REFCNT(o) == 0 and _dealloc_depth:  # being freed, as Python code runs

@@ -44,8 +44,9 @@ cdef enum Flag:
     ON_TAPE = 128      # the node has an entry on the tape (memory.pxi)
 
 
-cdef class _Aux:
-    # what few nodes need: a label, a hand-given op name, the cached topological order
+cdef class _Aux(dict):
+    # what few nodes need: a label, a hand-given op name, the cached topological order; as a
+    # dict, the node's own attributes (its __dict__: v.m = 0, setattr(v, '_vis_color', ...))
     cdef str label
     cdef str op_name
     cdef PyObject** topo       # borrowed: the root keeps every node of its graph alive
@@ -71,4 +72,5 @@ cdef class Value:
     cdef _Slot _s
     cdef double _data          # Python sees these as the properties data and grad
     cdef double _grad
-    cdef _Aux _aux             # None for most nodes
+    cdef PyObject* _aux        # an owned _Aux, NULL for most nodes; the type's tp_dictoffset
+                               # points here, so Python finds a node's attributes in it

@@ -14,7 +14,7 @@ fields, the Op enum and the flags are declared in engine.pxd.
 """
 cimport cython
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
-from cpython.object cimport PyTypeObject
+from cpython.object cimport PyTypeObject, visitproc
 from cpython.ref cimport Py_INCREF, PyObject
 from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_SIZE, PySequence_Fast_ITEMS
 
@@ -57,9 +57,37 @@ cdef class _ChainRule:
 
 
 cdef _Aux _aux_of(Value v):
-    if v._aux is None:
-        v._aux = _Aux.__new__(_Aux)
-    return v._aux
+    """v's _Aux, made when first needed."""
+    if v._aux == NULL:
+        aux = _Aux.__new__(_Aux)  # a dict: its allocation may run the cyclic GC, so Python
+        if v._aux == NULL:        # code, which may have given v one meanwhile
+            Py_INCREF(aux)
+            v._aux = <PyObject*>aux
+    return <_Aux>v._aux
+
+
+cdef inline _Aux _aux_if_any(Value v):
+    return None if v._aux == NULL else <_Aux>v._aux
+
+
+cdef extern from "Python.h":
+    int PyObject_GenericSetAttr(object, object, PyObject*) except -1
+
+
+cdef int _set_attr(Value v, name, PyObject* value) except -1:
+    """v.name = value (del v.name where value is NULL), as Python's generic setattr does it,
+    but that v gets its _Aux before anything is stored in it: Python would put a plain dict
+    where the _Aux belongs. A data descriptor of the type (data, grad, label, _op, ...)
+    takes the value itself, with one lookup, as the generic path would."""
+    cdef PyObject* found = NULL
+    if isinstance(name, str):
+        found = _type_lookup(Py_TYPE(<PyObject*>v), <PyObject*>name)
+        if found != NULL and Py_TYPE(found).tp_descr_set != NULL and value != NULL:
+            descr = <object>found  # a reference: a setter of Python code may delete it
+            return Py_TYPE(found).tp_descr_set(descr, v, <object>value)
+    if v._aux == NULL and (found == NULL or Py_TYPE(found).tp_descr_set == NULL):
+        _aux_of(v)
+    return PyObject_GenericSetAttr(v, name, value)
 
 
 cdef dict _slot_values(object v):
@@ -132,8 +160,9 @@ Stores a single scalar value and its gradient."""
                     given[i] = local[i]
                 self._opcode = GIVEN
         if _op or label:
-            _aux_of(self).op_name = _op
-            self._aux.label = label
+            aux = _aux_of(self)
+            aux.op_name = _op
+            aux.label = label
         self._flags |= READY
         _debug_check()
 
@@ -197,8 +226,9 @@ Stores a single scalar value and its gradient."""
     @property
     def _op(self):
         """The op that produced this node, as micrograd names it ('' for a leaf)."""
-        if self._aux is not None and self._aux.op_name:
-            return self._aux.op_name
+        aux = _aux_if_any(self)
+        if aux is not None and aux.op_name:
+            return aux.op_name
         if self._opcode == DOT and self._flags & RELU_OUT:
             return 'ReLU(dot)'
         if self._opcode == POW:
@@ -207,7 +237,7 @@ Stores a single scalar value and its gradient."""
 
     @property
     def label(self):
-        return '' if self._aux is None else self._aux.label
+        return '' if self._aux == NULL else (<_Aux>self._aux).label
 
     @label.setter
     def label(self, str value not None):
@@ -221,14 +251,38 @@ Stores a single scalar value and its gradient."""
         return f"Value(data={self._data}, grad={self._grad})"
 
     def __reduce__(self):
-        # a pickled Value is a leaf: its graph history is not kept; a subclass's instance
-        # comes back as its class, with its __dict__ and what its __slots__ hold
+        # a pickled Value is a leaf: its graph history is not kept, its attributes are; a
+        # subclass's instance comes back as its class, with what its __slots__ hold too
+        state = dict(<_Aux>self._aux) if self._aux != NULL and len(<_Aux>self._aux) else None
         if type(self) is Value:
-            return (_restore, (self._data, self._grad, self.label))
-        state = getattr(self, "__dict__", None) or None
+            args = (self._data, self._grad, self.label)
+            return (_restore, args) if state is None else (_restore, args, state)
         slots = _slot_values(self)
         return (_restore, (self._data, self._grad, self.label, type(self)),
                 (state, slots) if slots else state)
+
+    # -- the user's own attributes: v.m = 0, setattr(v, '_vis_color', 'red'), vars(v) ----
+    # They live in the node's _Aux, a dict made when the first is set (a node without any
+    # costs nothing more); the type's tp_dictoffset points Python's lookups there. Names the
+    # type defines as data descriptors (data, grad, label, _prev, _op, ...) stay the engine's.
+
+    def __setattr__(self, name, value):
+        _set_attr(self, name, <PyObject*>value)
+
+    def __delattr__(self, name):
+        _set_attr(self, name, NULL)
+
+    @property
+    def __dict__(self):
+        return _aux_of(self)
+
+    @__dict__.setter
+    def __dict__(self, value):
+        if not isinstance(value, dict):
+            raise TypeError(f"__dict__ must be set to a dict, not a {type(value).__name__!r}")
+        aux = _aux_of(self)
+        aux.clear()
+        aux.update(value)
 
     # -- operators ------------------------------------------------------------
 
@@ -376,3 +430,119 @@ Stores a single scalar value and its gradient."""
         _forward_cached(_cached_order(self))
         _debug_check()
         return self
+
+
+# -- Value's class, patchable as upstream's: Value.ln = lambda self: self.log() -------------
+# A compiled class is immutable to Python; Value's metaclass lets a patch through CPython's own
+# type_setattro (which also fills the C slot of a special method such as __ge__), refusing
+# the names below, and lets nothing else through: on Python 3.9 the type looks like a heap
+# type while the patch is made, and no Python code can run meanwhile.
+
+cdef extern from *:
+    """
+    #ifndef Py_TPFLAGS_IMMUTABLETYPE
+    #define Py_TPFLAGS_IMMUTABLETYPE 0
+    #endif
+    static PySequenceMethods mgcy_as_sequence;
+    static PyMappingMethods mgcy_as_mapping;
+    static PyAsyncMethods mgcy_as_async;
+
+    /* A patched special method lands in its table; a static type may have none */
+    static void mgcy_slot_tables(PyTypeObject* t) {
+        if (!t->tp_as_sequence) t->tp_as_sequence = &mgcy_as_sequence;
+        if (!t->tp_as_mapping) t->tp_as_mapping = &mgcy_as_mapping;
+        if (!t->tp_as_async) t->tp_as_async = &mgcy_as_async;
+    }
+
+    /* The flag CPython reads to let an attribute of t be set, and its locked state. Only
+       that bit is flipped and restored: setting an attribute changes others (the valid
+       version tag), which must stay as it left them */
+    #if PY_VERSION_HEX < 0x030A0000
+    #define MGCY_LOCK_BIT Py_TPFLAGS_HEAPTYPE
+    #define MGCY_LOCKED 0
+    #else
+    #define MGCY_LOCK_BIT Py_TPFLAGS_IMMUTABLETYPE
+    #define MGCY_LOCKED Py_TPFLAGS_IMMUTABLETYPE
+    #endif
+    static void mgcy_unlock(PyTypeObject* t) { t->tp_flags ^= MGCY_LOCK_BIT; }
+    static void mgcy_lock(PyTypeObject* t) {
+        t->tp_flags = (t->tp_flags & ~MGCY_LOCK_BIT) | MGCY_LOCKED;
+    }
+    """
+    void mgcy_slot_tables(PyTypeObject*)
+    void mgcy_unlock(PyTypeObject*)
+    void mgcy_lock(PyTypeObject*)
+
+
+_ARITHMETIC = ("the engine builds Value's arithmetic in C: Value.sum, Value.dot, nn's neurons "
+               "and backward() would not call yours. Override it in a subclass of Value, whose "
+               "other ops are then built from yours, as upstream builds them")
+_UNPATCHABLE = dict.fromkeys(
+    ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__",
+     "__rtruediv__", "__pow__", "__rpow__", "__neg__"), _ARITHMETIC)
+_UNPATCHABLE.update(dict.fromkeys(
+    ("__init__", "__new__"), "ops make their nodes in C without calling it (upstream's ops call "
+    "Value(...)); subclass Value instead"))
+_UNPATCHABLE["__del__"] = "the engine frees nodes itself and would never call it"
+_UNPATCHABLE.update(dict.fromkeys(
+    ("__setattr__", "__delattr__", "__getattribute__"),
+    "a node's attributes live in a side object only the engine's own may create"))
+_UNPATCHABLE.update(dict.fromkeys(
+    ("data", "grad", "label", "_prev", "_op", "_backward", "_children", "_local_grads",
+     "__dict__", "__slots__", "__weakref__"),
+    "the engine keeps it in the node's C struct and reads it there"))
+
+
+def _unpatchable(str name):
+    """Why Value.name may not be set or deleted, or None where it may."""
+    if name in _UNPATCHABLE:
+        return _UNPATCHABLE[name]
+    for cls in type(Value).__mro__:  # a class attribute of type itself: __name__, __doc__, ...
+        found = cls.__dict__.get(name)
+        if found is not None and hasattr(type(found), "__set__"):
+            return "it is an attribute of the class object, not of its instances"
+    return None
+
+
+def _patch_class(cls, name, value, bint delete):
+    cdef PyTypeObject* t = <PyTypeObject*>Value
+    if not isinstance(name, str):
+        raise TypeError(f"attribute name must be string, not '{type(name).__name__}'")
+    if cls is not Value:  # a subclass is a Python class, mutable as any
+        return type.__delattr__(cls, name) if delete else type.__setattr__(cls, name, value)
+    name = str.__getitem__(name, slice(None))  # a plain str: no hash or == of a subclass's
+    why = _unpatchable(name)
+    if why is not None:
+        raise TypeError(f"Value.{name} cannot be {'deleted' if delete else 'replaced'}: {why}")
+    old = vars(Value).get(name)  # held here, so replacing it runs no Python code (its __del__)
+    mgcy_unlock(t)
+    try:
+        if delete:
+            type.__delattr__(Value, name)
+        else:
+            type.__setattr__(Value, name, value)
+    finally:
+        mgcy_lock(t)
+    del old
+
+
+class _ValueType(type):
+    """Value's metaclass: Value's class may be patched as upstream's, e.g.
+    `Value.ln = lambda self: self.log()`, but for the names the engine keeps (which raise
+    TypeError saying why). A subclass of Value is a Python class and takes any patch."""
+
+    def __setattr__(cls, name, value):
+        _patch_class(cls, name, value, False)
+
+    def __delattr__(cls, name):
+        _patch_class(cls, name, None, True)
+
+
+cdef _install_metaclass():
+    cdef PyTypeObject* t = <PyTypeObject*>Value
+    mgcy_slot_tables(t)
+    Py_INCREF(_ValueType)  # Value, a static type, holds it for good
+    Py_SET_TYPE(<PyObject*>Value, <PyTypeObject*>_ValueType)
+    PyType_Modified(t)
+
+_install_metaclass()

@@ -4,7 +4,7 @@
 # the debug build, debug.pxi):
 #   - Slabs: every slab's free bitmap has exactly nfree bits set, never one of the header
 #     slots; _free_total is the sum of nfree and _empty_slabs the count of slabs with every
-#     slot free. A free slot is a dead Value: its type is Value and its _aux is None.
+#     slot free. A free slot is a dead Value: its type is Value and its _aux is NULL.
 #   - A live node with IN_SLAB sits in a slot whose bit is clear; one without it came
 #     from Python's allocator (Value(...) itself, or an op when no slab could be had).
 #   - Tape: every live node with ON_TAPE has an entry in _tape[0:_ntape]; its newest entry
@@ -201,11 +201,11 @@ cdef _Slab* _cur = NULL          # where the next node comes from
 cdef Py_ssize_t _free_total = 0  # free slots in all slabs
 cdef Py_ssize_t _empty_slabs = 0 # slabs with every slot free
 cdef bint _slabs_ok = False      # set at import when Value fits a slot
-cdef Py_ssize_t _aux_offset      # where a Value keeps _aux: free slots hold None there
+cdef Py_ssize_t _aux_offset      # where a Value keeps _aux: free slots hold NULL there
 
 
 cdef _Slab* _new_slab() noexcept:
-    """A slab of free slots, each already a dead Value (type set, _aux None); NULL if no memory."""
+    """A slab of free slots, each already a dead Value (type set, _aux NULL); NULL if no memory."""
     global _slabs, _nslabs, _cap_slabs, _free_total, _empty_slabs
     cdef _Slab* s
     cdef int i
@@ -225,8 +225,7 @@ cdef _Slab* _new_slab() noexcept:
     for i in range(HEAD_SLOTS, HEAD_SLOTS + SLAB_NODES):
         o = <PyObject*>(<char*>s + i * NODE_BYTES)
         Py_SET_TYPE(o, <PyTypeObject*>Value)
-        (<PyObject**>(<char*>o + _aux_offset))[0] = <PyObject*>None
-        Py_INCREF(None)
+        (<PyObject**>(<char*>o + _aux_offset))[0] = NULL
     _slabs[_nslabs] = s
     _nslabs += 1
     _free_total += SLAB_NODES
@@ -235,9 +234,6 @@ cdef _Slab* _new_slab() noexcept:
 
 
 cdef void _free_slab(_Slab* s) noexcept:
-    cdef int i
-    for i in range(SLAB_NODES):
-        _decref(<PyObject*>None)
     PyTraceMalloc_Untrack(0, <size_t>s)
     _slab_free(s, SLAB_BYTES)
 
@@ -444,19 +440,20 @@ cdef inline void _free_node(PyObject* o) noexcept:
     and must never meet this node's children half released."""
     cdef unsigned int i, n = (<Value>o)._n
     cdef PyObject** kids = _children(o)  # _a and _s.b, or its array: read, never cleared
+    cdef PyObject* aux = (<Value>o)._aux  # released last: it holds the user's attributes
     (<Value>o)._n = 0
+    (<Value>o)._aux = NULL
     _tape_forget(o)
     for i in range(n):
         _release(kids[i])
     if _nary((<Value>o)._opcode):
         PyMem_Free(kids)
-    if (<Value>o)._aux is not None:
-        (<Value>o)._aux = None  # frees the _Aux: strings and an order, no Python code
     if (<Value>o)._flags & IN_SLAB:
         _slab_push(o)
     else:  # made by Value(...): Cython's tp_new took it from the Python allocator
-        _decref(<PyObject*>(<Value>o)._aux)
         Py_TYPE(o).tp_free(o)
+    if aux != NULL:  # the node is gone: what its attributes' release runs cannot meet it
+        _decref(aux)
 
 
 cdef void _dealloc(PyObject* o) noexcept:
@@ -493,6 +490,24 @@ cdef void _dealloc(PyObject* o) noexcept:
 
 cdef extern from "Python.h":
     unsigned long Py_TPFLAGS_HEAPTYPE
+    void PyType_Modified(PyTypeObject*)
+
+
+cdef int _traverse_attrs(PyObject* o, visitproc visit, void* arg) except -1:
+    """Value's tp_traverse. Plain nodes are not tracked by the cyclic GC; a subclass's
+    instance is, and CPython's traverse for it calls this one: the collector then sees
+    cycles through its attributes (s.me = s) and frees them, as for any Python object."""
+    cdef PyObject* aux = (<Value>o)._aux
+    return visit(aux, arg) if aux != NULL else 0
+
+
+cdef int _clear_attrs(object o) except -1:
+    """Value's tp_clear, for the collector to break such a cycle."""
+    cdef PyObject* aux = (<Value>o)._aux
+    (<Value>o)._aux = NULL
+    if aux != NULL:
+        _decref(aux)
+    return 0
 
 
 cdef _check_layout():
@@ -504,7 +519,11 @@ cdef _check_layout():
         raise ImportError("micrograd_cy: Value is a heap type; its tp_dealloc expects a static one")
     t.tp_dealloc = _dealloc
     global _slabs_ok, _aux_offset
-    _aux_offset = <char*>&v._grad - <char*><PyObject*>v + sizeof(double)
+    _aux_offset = <char*>&v._aux - <char*><PyObject*>v
+    t.tp_dictoffset = _aux_offset  # a node's attributes are its _Aux's items (engine.pyx)
+    t.tp_traverse = _traverse_attrs
+    t.tp_clear = _clear_attrs
+    PyType_Modified(t)
     # slabs hold 64-byte Values with _aux last (not so on, e.g., a Py_TRACE_REFS build)
     _slabs_ok = (t.tp_basicsize == NODE_BYTES and _aux_offset + sizeof(PyObject*) == NODE_BYTES
                  and sizeof(_Slab) <= HEAD_SLOTS * NODE_BYTES)

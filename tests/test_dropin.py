@@ -443,6 +443,7 @@ def test_subclass_instances_free_through_their_type():
 def test_the_differences_are_as_docs_differences_says():
     import copy
     import decimal
+    import sys
     import weakref
 
     import numpy as np
@@ -469,11 +470,17 @@ def test_the_differences_are_as_docs_differences_says():
     with pytest.raises(TypeError):
         Value(1.0) + np.array([1.0, 2.0])
     assert isinstance((U(1.0) + np.array([1.0, 2.0])).data, np.ndarray)
-    # no __dict__, no weak references
-    with pytest.raises(AttributeError):
-        Value(1.0).foo = 1
+    # attributes in a side object, kept by copies; no weak references; a cycle through a
+    # plain node's attributes is not collected
+    v = Value(1.0)
+    v.foo = 1
+    assert vars(v) == {"foo": 1} and vars(copy.copy(v)) == {"foo": 1} and sys.getsizeof(v) == 64
     with pytest.raises(TypeError):
-        weakref.ref(Value(1.0))
+        weakref.ref(v)
+    v.me = v
+    alive = sys.getrefcount(v)
+    del v.me
+    assert sys.getrefcount(v) == alive - 1  # the cycle held a reference the collector cannot see
     # a neuron refuses the wrong number of inputs; upstream's zip drops the extra weight
     with pytest.raises(ValueError, match="3 and 2"):
         nn.Neuron(3)([1.0, 2.0])
