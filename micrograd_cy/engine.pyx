@@ -56,6 +56,37 @@ cdef class _ChainRule:
         return f"<chain rule of {self.node!r}>"
 
 
+cdef tuple _local_grads(Value node):
+    """d(node)/d(child) for each of node's children, in _children's order, as microgpt's
+    Value keeps them: the node's chain rule run once, with a gradient of 1, onto stand-ins
+    for its children (fresh leaves with their data), so that a child met in two places gets
+    each place's own. No Python code runs while the stand-ins are in place."""
+    cdef unsigned int i, n
+    cdef PyObject** kids
+    cdef PyObject* p = <PyObject*>node
+    cdef double saved
+    if node._opcode == NET or node._opcode == PARAMS:
+        raise TypeError(f"a fused MLP's node ({node._op!r}) has no local gradient per child: "
+                        f"its weights sit in its 'params' node. Build the model unfused to walk "
+                        f"it by hand: micrograd_cy.nn.fused(False) or "
+                        f"install_as_micrograd(fused=False)")
+    if node._opcode <= CUSTOM or not node._flags & READY:  # a leaf; no rule; being built
+        return ()
+    n = node._n  # fixed once built
+    stand = [Value.__new__(Value) for i in range(n)]  # allocations may run code: before
+    kids = _children(p)
+    held = [<object>kids[i] for i in range(n)]
+    for i in range(n):
+        (<Value>stand[i])._data = _datap(kids[i])[0]
+        kids[i] = <PyObject*>stand[i]
+    saved, node._grad = node._grad, 1.0
+    _backprop_order(&p, 1, False)
+    node._grad = saved
+    for i in range(n):
+        kids[i] = <PyObject*>held[i]
+    return tuple([(<Value>stand[i])._grad for i in range(n)])
+
+
 cdef _Aux _aux_of(Value v):
     """v's _Aux, made when first needed."""
     if v._aux == NULL:
@@ -127,17 +158,25 @@ cdef class Value:
     """Value(data, _children=(), _op='', label='', grads=None)
 --
 
-Stores a single scalar value and its gradient."""
+Stores a single scalar value and its gradient.
+
+A node built by hand has no gradient rule, unless grads= gives d(node)/d(child) for each
+child; microgpt's form, Value(data, children, local_grads), gives them in the third place."""
 
     __array_ufunc__ = None  # numpy scalars on the left defer to our reflected operators
 
-    def __init__(self, data, _children=(), str _op not None='', str label not None='',
-                 grads=None):
+    def __init__(self, data, _children=(), _op='', str label not None='', grads=None):
         cdef Py_ssize_t i, n
         cdef double* given
         if self._opcode != LEAF or self._flags & INITIALIZED:
             raise RuntimeError("Value.__init__ may run only once per Value")
         self._flags |= INITIALIZED  # first: what follows can run Python code, which may call it
+        if not isinstance(_op, str):  # microgpt's Value(data, children, local_grads)
+            if _op is None or grads is not None:
+                raise TypeError("the third argument is the op's name (a str) or, as in "
+                                "microgpt, the local gradients (a sequence of numbers, which "
+                                "grads= gives too: give them once)")
+            _op, grads = '', _op
         self._data = _data_arg(data)
         local = None if grads is None else _numbers(grads)  # Python code (a __float__) runs here
         children = PySequence_Fast(_children, "_children must be a sequence of Values")
@@ -203,6 +242,21 @@ Stores a single scalar value and its gradient."""
         cdef unsigned int i
         cdef PyObject** kids = _children(<PyObject*>self)
         return {<object>kids[i] for i in range(self._n)}
+
+    @property
+    def _children(self):
+        """This node's children in order, as microgpt's Value keeps them (a child used
+        twice, as in x * x, is there twice)."""
+        cdef unsigned int i
+        cdef PyObject** kids = _children(<PyObject*>self)
+        return tuple([<object>kids[i] for i in range(self._n)])
+
+    @property
+    def _local_grads(self):
+        """d(self)/d(child) for each of _children, as microgpt's Value keeps them: so
+        `child.grad += local * self.grad` over zip(_children, _local_grads) is this node's
+        chain rule. () for a leaf and a node built without a rule."""
+        return _local_grads(self)
 
     @property
     def _backward(self):
