@@ -5,6 +5,7 @@
 # nothing broken.
 
 import numbers
+from operator import index as _index
 
 # ---------------------------------------------------------------------------
 # Turning Python numbers into doubles
@@ -276,15 +277,39 @@ cdef object _pow_node(Value a, object other):
     if not _real(other, &c):
         return NotImplemented
     cdef bint integral = _integral(other)  # Python code may run: before the node is made
+    return _unary_const(POW, a, c, INT_EXPONENT if integral else 0)
+
+
+cdef Value _unary_const(unsigned char op, Value a, double c, unsigned char flags):
+    """The node of an op of one child and a number c kept in the node (POW, LEAKY_RELU)."""
     _ready(a)
-    cdef Value out = _new(POW)
+    cdef Value out = _new(op)
     out._s.c = c
     out._n = 1
-    if integral:
-        out._flags |= INT_EXPONENT
+    out._flags |= flags
     Py_INCREF(a)
     out._a = <PyObject*>a
-    return _done(out, a._flags & OFF_TAPE, _eval1(POW, a._data, c, &out._data))
+    return _done(out, a._flags & OFF_TAPE, _eval1(op, a._data, c, &out._data))
+
+
+cdef Value _leaky_relu(Value a, object slope):
+    cdef double c
+    if not _real(slope, &c):
+        raise TypeError(f"leaky_relu: slope must be a real number, not {type(slope).__name__!r}")
+    return _unary_const(LEAKY_RELU, a, c, 0)
+
+
+cdef Value _cross_entropy(object logits, object target):
+    """The CROSS_ENTROPY node of logits (a result of PySequence_Fast) and target, an int or a
+    Value holding the index of the target class."""
+    if PySequence_Fast_GET_SIZE(logits) == 0:
+        raise ValueError("cross_entropy takes at least one logit")
+    if not isinstance(target, Value):
+        if isinstance(target, bool) or not isinstance(target, numbers.Integral):
+            raise TypeError(f"cross_entropy: the target is a class index, an int or a Value "
+                            f"holding one, not {type(target).__name__!r}")
+        target = Value(float(_index(target)))
+    return _nary_node(CROSS_ENTROPY, 0, logits, None, target, 0, 0)
 
 
 cdef int _set_kids(Value out, object items, Py_ssize_t extra) except -1:

@@ -422,6 +422,24 @@ child; microgpt's form, Value(data, children, local_grads), gives them in the th
     def sqrt(self):
         return _unary(SQRT, self)
 
+    def abs(self):
+        return _unary(ABS, self)
+
+    def __abs__(self):  # abs(v)
+        return _unary(ABS, self)
+
+    def softplus(self):
+        """log(1 + exp(self)), self itself above 20: PyTorch's softplus()."""
+        return _unary(SOFTPLUS, self)
+
+    def gelu(self):
+        """GELU in its tanh form: PyTorch's gelu(approximate='tanh')."""
+        return _unary(GELU, self)
+
+    def leaky_relu(self, slope=0.01):
+        """self if self > 0, else slope * self: PyTorch's leaky_relu(negative_slope=slope)."""
+        return _leaky_relu(self, slope)
+
     # -- fused n-ary nodes ----------------------------------------------------
 
     @staticmethod
@@ -440,6 +458,23 @@ child; microgpt's form, Value(data, children, local_grads), gives them in the th
         return _dot(PySequence_Fast(weights, "Value.dot() takes sequences of weights and inputs"),
                     PySequence_Fast(inputs, "Value.dot() takes sequences of weights and inputs"),
                     bias, relu)
+
+    @staticmethod
+    def logsumexp(values):
+        """One node for log(exp(values[0]) + exp(values[1]) + ...), which never overflows
+        (numbers become leaves)."""
+        items = PySequence_Fast(values, "Value.logsumexp() takes an iterable")
+        if PySequence_Fast_GET_SIZE(items) == 0:
+            raise ValueError("Value.logsumexp() takes at least one value")
+        return _nary_node(LOGSUMEXP, 0, items, None, None, 0, 0)
+
+    @staticmethod
+    def cross_entropy(logits, target):
+        """One node for -log(softmax(logits)[target]), PyTorch's cross_entropy of one row:
+        target is the index of the right class, an int or a Value holding it (which a
+        replay with forward() reads again)."""
+        return _cross_entropy(PySequence_Fast(logits, "Value.cross_entropy() takes a sequence "
+                                              "of logits"), target)
 
     @staticmethod
     def matvec(weights, inputs, biases=None, bint relu=False):

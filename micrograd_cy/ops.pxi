@@ -6,7 +6,8 @@
 # Children are raw PyObject* to Values; the rules read and update them without touching
 # reference counts. Everything between "kernel: begin" and "kernel: end" is pure C
 # (tests/test_kernels.py); _raise and the names Value._op shows are Python.
-from libc.math cimport cos, exp, floor, isfinite, isinf, log, pow, sin, sqrt, tanh
+from libc.math cimport (INFINITY, cos, exp, fabs, floor, isfinite, isinf, log, log1p, pow, sin,
+                        sqrt, tanh)
 
 # ---------------------------------------------------------------------------
 # Forward errors: raised where Python's float arithmetic and math module raise
@@ -21,6 +22,7 @@ cdef enum Err:
     ERR_LOG_DOMAIN
     ERR_DOMAIN
     ERR_GIVEN
+    ERR_TARGET
 
 
 cdef int _raise(int err) except -1:
@@ -39,6 +41,9 @@ cdef int _raise(int err) except -1:
         raise ValueError("math domain error (log of a number <= 0)")
     if err == ERR_DOMAIN:
         raise ValueError("math domain error")
+    if err == ERR_TARGET:
+        raise IndexError("cross_entropy: the target must be the index of a class, a whole "
+                         "number from 0 to the number of logits - 1")
     if err == ERR_GIVEN:
         raise ValueError("forward() cannot recompute a node made with Value(data, children, op, "
                          "grads=...): its value and derivatives were given, not computed. Build "
@@ -69,7 +74,7 @@ cdef inline PyObject* _b(PyObject* node) noexcept:
     return (<Value>node)._s.b
 
 cdef inline bint _nary(unsigned char op) noexcept:
-    return op >= SUM or op == CUSTOM  # SUM, DOT, GIVEN, NET, PARAMS are the last in the enum
+    return op >= SUM or op == CUSTOM  # the n-ary ops are the last in the enum, from SUM on
 
 cdef inline PyObject** _children(PyObject* node) noexcept:
     """The node's _n children: an array of its own for n-ary ops, else _a and _s.b."""
@@ -311,6 +316,51 @@ cdef inline int _sqrt_fwd(double x, double* out) noexcept:
 cdef inline void _sqrt_bwd(PyObject* node, double g, _Mode* m) noexcept:
     _give(_a(node), g / (2.0 * (<Value>node)._data), m)
 
+# -- ABS: |a|; d = g * sign(a), whose sign is 0 at 0 and at NaN (as PyTorch's)
+cdef inline int _abs_fwd(double x, double* out) noexcept:
+    out[0] = fabs(x)
+    return OK
+
+cdef inline void _abs_bwd(PyObject* node, double g, _Mode* m) noexcept:
+    cdef double x = _val(_a(node))
+    _give(_a(node), g * (1.0 if x > 0.0 else -1.0 if x < 0.0 else 0.0), m)
+
+# -- SOFTPLUS: log(1 + exp(a)), and a itself above 20, as PyTorch's softplus(beta=1,
+#    threshold=20) computes it: never overflows; d = g * sigmoid(a), g above 20
+cdef inline int _softplus_fwd(double x, double* out) noexcept:
+    out[0] = x if x > 20.0 else log1p(exp(x))
+    return OK
+
+@cython.cdivision(True)
+cdef inline void _softplus_bwd(PyObject* node, double g, _Mode* m) noexcept:
+    cdef double x = _val(_a(node)), z
+    if x > 20.0:
+        _give(_a(node), g, m)
+    else:
+        z = exp(x)
+        _give(_a(node), g * z / (z + 1.0), m)
+
+# -- GELU, the tanh form: a/2 * (1 + tanh(beta * (a + kappa a^3))), in PyTorch's order of
+#    operations (gelu(approximate='tanh')),
+#    with beta = sqrt(2 / pi) (M_SQRT2 * M_2_SQRTPI * 0.5) and kappa = 0.044715
+cdef inline int _gelu_fwd(double x, double* out) noexcept:
+    out[0] = 0.5 * x * (1.0 + tanh(0.7978845608028654 * (x + 0.044715 * (x * x * x))))
+    return OK
+
+cdef inline void _gelu_bwd(PyObject* node, double g, _Mode* m) noexcept:
+    cdef double x = _val(_a(node)), x_sq = x * x
+    cdef double t = tanh(0.7978845608028654 * (x + 0.044715 * (x_sq * x)))
+    cdef double right = (0.5 * x) * (1.0 - t * t) * (0.7978845608028654 * (1.0 + 3.0 * 0.044715 * x_sq))
+    _give(_a(node), g * (0.5 * (1.0 + t) + right), m)
+
+# -- LEAKY_RELU: a if a > 0 else slope * a, the slope kept in _s.c; NaN passes through
+cdef inline int _leaky_relu_fwd(double x, double slope, double* out) noexcept:
+    out[0] = x if x > 0.0 else x * slope
+    return OK
+
+cdef inline void _leaky_relu_bwd(PyObject* node, double g, _Mode* m) noexcept:
+    _give(_a(node), g if _val(_a(node)) > 0.0 else g * (<Value>node)._s.c, m)
+
 # -- SUM: kids[0] + kids[1] + ..., as Python's sum() adds: 0 + a + b + ...
 cdef inline int _sum_fwd(PyObject* node, double* out) noexcept:
     cdef PyObject** kids = (<Value>node)._s.kids
@@ -352,6 +402,67 @@ cdef inline void _dot_bwd(PyObject* node, double g, _Mode* m) noexcept:
         _give(kids[n + i], _val(kids[i]) * g, m)
     if (<Value>node)._flags & HAS_BIAS:
         _give(kids[2 * n], g, m)
+
+# -- LOGSUMEXP: log(exp(k0) + exp(k1) + ...), shifted by the largest kid as PyTorch shifts it
+#    (by 0 where that is infinite): never overflows; d(out)/d(k_i) = exp(k_i - out)
+cdef inline double _log_sum_exp(PyObject** kids, unsigned int n, double* shift) noexcept:
+    """log(sum(exp(kids[i] - shift))), shift the largest of the n kids' data."""
+    cdef unsigned int i
+    cdef double top = -INFINITY, s = 0.0
+    for i in range(n):
+        if _val(kids[i]) > top:
+            top = _val(kids[i])
+    if isinf(top):
+        top = 0.0
+    for i in range(n):
+        s += exp(_val(kids[i]) - top)
+    shift[0] = top
+    return log(s)
+
+cdef inline int _logsumexp_fwd(PyObject* node, double* out) noexcept:
+    cdef double shift
+    out[0] = _log_sum_exp((<Value>node)._s.kids, (<Value>node)._n, &shift) + shift
+    return OK
+
+cdef inline void _logsumexp_bwd(PyObject* node, double g, _Mode* m) noexcept:
+    cdef PyObject** kids = (<Value>node)._s.kids
+    cdef unsigned int i
+    for i in range((<Value>node)._n):
+        _give(kids[i], g * exp(_val(kids[i]) - (<Value>node)._data), m)
+
+# -- CROSS_ENTROPY: -log(softmax(logits)[t]), kids = logits[0..n), then t, the target class's
+#    index held by a Value (a replay may change it), as PyTorch's cross_entropy computes it:
+#    log_softmax, then the negative at t; d = g * (softmax_i - [i == t]), the target gets none
+cdef inline int _target(PyObject* node) noexcept:
+    """The index the target child holds, -1 where it is not one of a logit."""
+    cdef unsigned int n = (<Value>node)._n - 1
+    cdef double t = _val((<Value>node)._s.kids[n])
+    return <int>t if 0.0 <= t < n and t == floor(t) else -1
+
+cdef inline int _cross_entropy_fwd(PyObject* node, double* out) noexcept:
+    cdef PyObject** kids = (<Value>node)._s.kids
+    cdef int t = _target(node)
+    cdef double shift, l
+    if t < 0:
+        return ERR_TARGET
+    l = _log_sum_exp(kids, (<Value>node)._n - 1, &shift)
+    out[0] = -((_val(kids[t]) - shift) - l)
+    return OK
+
+cdef inline void _cross_entropy_bwd(PyObject* node, double g, _Mode* m) noexcept:
+    cdef PyObject** kids = (<Value>node)._s.kids
+    cdef unsigned int i, n = (<Value>node)._n - 1
+    cdef int t = _target(node)  # read now, as ops read their children's data
+    cdef double shift, l, p
+    _give_none(kids[n], m)
+    if t < 0:  # set out of range since the node was computed: nothing to give
+        for i in range(n):
+            _give_none(kids[i], m)
+        return
+    l = _log_sum_exp(kids, n, &shift)
+    for i in range(n):
+        p = exp((_val(kids[i]) - shift) - l)
+        _give(kids[i], (-g) - p * (-g) if <int>i == t else p * g, m)
 
 # -- GIVEN: Value(data, _children, _op, grads=(d0, d1, ...)) built by hand: the user gave the
 #    value and d(node)/d(child i) = d_i, which Value.__init__ keeps as doubles right after the
@@ -432,6 +543,14 @@ cdef inline int _eval1(unsigned char op, double x, double c, double* out) noexce
         err = _cos_fwd(x, out)
     elif op == SQRT:
         err = _sqrt_fwd(x, out)
+    elif op == ABS:
+        err = _abs_fwd(x, out)
+    elif op == SOFTPLUS:
+        err = _softplus_fwd(x, out)
+    elif op == GELU:
+        err = _gelu_fwd(x, out)
+    elif op == LEAKY_RELU:
+        err = _leaky_relu_fwd(x, c, out)
     return err
 
 
@@ -469,6 +588,10 @@ cdef inline int _eval(PyObject* node) noexcept:
         err = _sum_fwd(node, out)
     elif op == DOT:
         err = _dot_fwd(node, out)
+    elif op == LOGSUMEXP:
+        err = _logsumexp_fwd(node, out)
+    elif op == CROSS_ENTROPY:
+        err = _cross_entropy_fwd(node, out)
     elif op == NET:
         err = _net_fwd_out_of_line(node, out)
     elif (<Value>node)._n == 2:
@@ -523,10 +646,22 @@ cdef inline void _backprop(PyObject* node, _Mode* m) noexcept:
         _cos_bwd(node, g, m)
     elif op == SQRT:
         _sqrt_bwd(node, g, m)
+    elif op == ABS:
+        _abs_bwd(node, g, m)
+    elif op == SOFTPLUS:
+        _softplus_bwd(node, g, m)
+    elif op == GELU:
+        _gelu_bwd(node, g, m)
+    elif op == LEAKY_RELU:
+        _leaky_relu_bwd(node, g, m)
     elif op == SUM:
         _sum_bwd(node, g, m)
     elif op == DOT:
         _dot_bwd(node, g, m)
+    elif op == LOGSUMEXP:
+        _logsumexp_bwd(node, g, m)
+    elif op == CROSS_ENTROPY:
+        _cross_entropy_bwd(node, g, m)
     elif op == GIVEN:
         _given_bwd(node, g, m)
     elif op == NET:

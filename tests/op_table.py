@@ -46,6 +46,32 @@ def _method(name, value, gives, **kw):
     return Unary(operator.methodcaller(name), value, gives, method=name, **kw)
 
 
+def _functional(name, theirs, value, gives, **kw):
+    """An op PyTorch has in torch.nn.functional, not as a tensor method: theirs(F, tensor)."""
+    def call(v):
+        if type(v).__module__.startswith("torch"):
+            import torch.nn.functional as F
+            return theirs(F, v)
+        return getattr(v, name)()
+    return Unary(call, value, gives, method=name, **kw)
+
+
+def softplus(x):
+    return x if x > 20 else math.log1p(math.exp(x))
+
+
+GELU_BETA, GELU_KAPPA = math.sqrt(2 / math.pi), 0.044715
+
+
+def gelu(x):
+    return 0.5 * x * (1 + math.tanh(GELU_BETA * (x + GELU_KAPPA * x ** 3)))
+
+
+def gelu_gives(x, y, g):
+    t = math.tanh(GELU_BETA * (x + GELU_KAPPA * x ** 3))
+    return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * GELU_BETA * (1 + 3 * GELU_KAPPA * x * x))
+
+
 # The unary ops, by the name Value._op shows
 UNARY = {
     "neg": Unary(operator.neg, operator.neg, lambda x, y, g: -g),
@@ -58,6 +84,15 @@ UNARY = {
     "cos": _method("cos", math.cos, lambda x, y, g: g * -math.sin(x)),
     "sqrt": _method("sqrt", math.sqrt, lambda x, y, g: divide(g, 2.0 * y),
                     inputs=(0.3, 0.4, 1.7, 30.0)),
+    "abs": _method("abs", abs, lambda x, y, g: g * (x > 0) - g * (x < 0),
+                   inputs=(-2.5, 0.0, -0.3, 0.4, 1.7, 30.0)),
+    "softplus": _functional("softplus", lambda F, t: F.softplus(t), softplus,
+                            lambda x, y, g: g if x > 20 else g * math.exp(x) / (math.exp(x) + 1),
+                            inputs=(-2.5, -0.3, 0.4, 1.7, 20.0, 20.5, 30.0)),
+    "gelu": _functional("gelu", lambda F, t: F.gelu(t, approximate="tanh"), gelu, gelu_gives),
+    "leaky_relu": _functional("leaky_relu", lambda F, t: F.leaky_relu(t, 0.01),
+                              lambda x: x if x > 0 else x * 0.01,
+                              lambda x, y, g: g if x > 0 else g * 0.01),
 }
 
 
@@ -85,6 +120,12 @@ def _net(v):
     return model(v)
 
 
+def _torch_cross_entropy(logits, target):
+    import torch
+    import torch.nn.functional as F
+    return F.cross_entropy(torch.stack(logits).unsqueeze(0), torch.tensor([target]))
+
+
 # Every op of engine.Op, by its enum name
 OPS = {
     "LEAF": Row("", None),       # Value(x): tests/test_graph.py
@@ -97,6 +138,10 @@ OPS = {
     "POWV": Row("**", lambda v: v[0] ** v[1]),
     "SUM": Row("sum", lambda v: v[0].sum(v), lambda t: sum(t)),
     "DOT": Row("dot", lambda v: v[0].dot(v[:1], v[1:], v[0]), lambda t: t[0] + t[0] * t[1]),
+    "LOGSUMEXP": Row("logsumexp", lambda v: v[0].logsumexp(v),
+                     lambda t: __import__("torch").logsumexp(__import__("torch").stack(t), 0)),
+    "CROSS_ENTROPY": Row("cross_entropy", lambda v: v[0].cross_entropy(v, 1),
+                         lambda t: _torch_cross_entropy(t, 1)),
     "GIVEN": Row("", None),      # Value(x, children, op, grads=...): tests/test_graph.py
     "NET": Row("mlp", _net, lambda t: 0.25 + 0.5 * t[0] + -1.25 * t[1]),
     "PARAMS": Row("params", None),  # the NET node's last child: tests/test_net.py
