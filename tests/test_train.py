@@ -119,14 +119,22 @@ def test_load_refuses_a_bad_file_with_a_value_error_naming_it(tmp_path, monkeypa
         nn.load(path)
 
 
-def test_the_memory_estimate_bounds_what_a_step_takes():
+STEPS = [("moons", (16, 16), 100), ("blobs", (16, 16), 150), ("digits", (32,), 32),
+         ("digits", (64, 64), 1)]
+
+
+@pytest.mark.parametrize("fused,steps", [(True, STEPS)] + [(False, [step]) for step in STEPS],
+                         ids=["fused"] + [f"own-graph-{n}-{rows}" for n, _, rows in STEPS])
+def test_the_memory_estimate_bounds_what_a_step_takes(fused, steps):
     # in a fresh interpreter, as the CLI checks before anything is built: the model, a
-    # step's graph (Net nodes for one output, Value.matvec's for more) and its backward
-    out = run_probe("""
+    # step's graph (Net nodes for one output, Value.matvec's for more; with nn.set_fused(False)
+    # micrograd's node an op) and its backward. micrograd's graphs are large enough that the
+    # slabs one step leaves for the next would hide the next one's: a fresh interpreter each
+    out = run_probe(f"""
         import gc, json, random, tracemalloc
         from micrograd_cy import datasets, nn, train
-        for name, hidden, rows in [("moons", (16, 16), 100), ("blobs", (16, 16), 150),
-                                   ("digits", (32,), 32), ("digits", (64, 64), 1)]:
+        nn.set_fused({fused})
+        for name, hidden, rows in {steps!r}:
             data = datasets.load(name)
             sizes = [data.features, *hidden, data.outputs]
             X, y = data.X[:rows], data.y[:rows]
