@@ -162,3 +162,15 @@ def test_the_memory_estimate_follows_the_engines_node_size():
     assert two - one == 2 * 72 + (72 + 8 * 3 + 16 * 32) + 5 * 72 + (56 + 40 * 2 + 64) + 8
     assert math.isclose(nn.memory_needed([2, 16, 16, 1], 100) - nn.memory_needed([2, 16, 16, 1]),
                         100 * (2 * 72 + 72 + 8 * 3 + 16 * 32))
+
+
+def test_a_two_class_held_out_confusion_matrix_counts_each_class_in_its_own_row():
+    # labels -1/+1: -1 once indexed the last row, so both classes were counted in one
+    rng = np.random.default_rng(0)
+    X, X_test = rng.normal(size=(20, 3)), rng.normal(size=(12, 3))
+    y, y_test = np.where(X[:, 0] > 0, 1, -1), np.where(X_test[:, 0] > 0, 1, -1)
+    data = datasets.Dataset("two", X, y, X_test, y_test, classes=2)
+    result = train.train(data, train.make_model(data, (8,), 1), 30)
+    _, _, guess = train.evaluate(result.model, X_test, y_test, 2)
+    want = [[np.sum((y_test == t) & (guess == g)) for g in (-1, 1)] for t in (-1, 1)]
+    assert result.confusion.tolist() == want and result.confusion.sum() == 12
