@@ -47,6 +47,11 @@ DEFAULTS = {
 }
 
 
+def csv_defaults(classes: int) -> Defaults:
+    """A CSV file's: the 2-D sets' (blobs' rate where there are more than two classes)."""
+    return DEFAULTS["moons"] if classes == 2 else DEFAULTS["blobs"]
+
+
 @dataclass
 class Result:
     model: nn.MLP
