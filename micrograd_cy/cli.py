@@ -231,8 +231,10 @@ def _train(args: argparse.Namespace) -> int:
         loaded: list[Dataset] = []
 
         def check(sizes: list[int], metadata: dict[str, Any]) -> None:
-            found = data or _csv(args, _csv_metadata(args.load, sizes, metadata, args.target))
-            _check_model(args.load, sizes, metadata, found, args.hidden, _plan(args, found)[4],
+            found = data if data is not None else _csv(
+                args, _csv_metadata(args.load, sizes, metadata, args.target))
+            *_, rows = _plan(args, found)
+            _check_model(args.load, sizes, metadata, found, args.hidden, rows,
                          "csv" if args.data else found.name)
             loaded.append(found)
         try:
