@@ -17,13 +17,16 @@ __version__ = "0.1.0"
 __all__ = ["Value", "install_as_micrograd"]
 
 
-def install_as_micrograd() -> None:
+def install_as_micrograd(fused: bool = True) -> None:
     """Make `import micrograd` (and micrograd.engine, micrograd.nn) resolve to micrograd_cy,
 
     so existing micrograd scripts and notebooks run on the compiled engine unchanged.
     Call it before they import micrograd: called after, it raises RuntimeError, since the
     names already imported would keep upstream's Value and the two would nest. Calling it
-    again once installed does nothing.
+    again once installed changes nothing but the setting below.
+
+    fused=False makes nn build micrograd's own graph, a node an op, as the lecture draws it
+    (nn.set_fused(False)); the default, True, builds fused nodes, with the same numbers.
     """
     import sys
 
@@ -39,4 +42,5 @@ def install_as_micrograd() -> None:
             f"(from {where}): what was imported from it keeps upstream's Value, and mixing "
             f"the two nests one Value inside another. Call micrograd_cy.install_as_micrograd() "
             f"first, before anything imports micrograd (in a notebook: restart the kernel)")
+    nn.set_fused(fused)
     sys.modules.update(ours)

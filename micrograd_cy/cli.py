@@ -103,6 +103,26 @@ def _existing_file(path: str) -> str:
     return path
 
 
+def _data_file(path: str) -> str:
+    from micrograd_cy.datasets import NAMES
+    if os.path.isdir(path):
+        raise argparse.ArgumentTypeError(f"{path!r} is a folder, not a CSV file")
+    if not os.path.isfile(path):
+        builtin = f" (the built-in data set is --dataset {path})" if path in NAMES else ""
+        raise argparse.ArgumentTypeError(f"no such file: {path!r}{builtin}")
+    return path
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction between 0 and 1, like 0.2, not {text!r}")
+    return value
+
+
 def _parser() -> _Parser:
     from micrograd_cy.datasets import NAMES
     from micrograd_cy import __version__
@@ -111,10 +131,17 @@ def _parser() -> _Parser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
                                 metavar="{train,graph,bench}")
     t = sub.add_parser("train", help="train an MLP and show it learn",
-                       description="Train an MLP on a scikit-learn data set with a progress "
-                                   "bar; the last line is a summary.")
-    t.add_argument("--dataset", default="moons", choices=NAMES,
+                       description="Train an MLP on a scikit-learn data set or a CSV file "
+                                   "with a progress bar; the last line is a summary.")
+    t.add_argument("--dataset", choices=NAMES,
                    help="moons (micrograd's demo, the default), circles, blobs, digits")
+    t.add_argument("--data", type=_data_file, metavar="CSV",
+                   help="train on a CSV file instead: a header row, numeric features, and "
+                        "the classes in the --target column")
+    t.add_argument("--target", metavar="COLUMN", help="the CSV column holding the classes")
+    t.add_argument("--test-split", type=_fraction, metavar="F",
+                   help="hold out this part of the CSV's rows (0 < F < 1), per class, and "
+                        "report the accuracy on them")
     t.add_argument("--steps", type=_whole_number(0), help="SGD steps (default: 100 for the 2-D sets)")
     t.add_argument("--epochs", type=_whole_number(1), help="passes over the training set "
                                                     "(default: 10 for digits)")
@@ -196,27 +223,37 @@ def _train(args: argparse.Namespace) -> int:
     from micrograd_cy import datasets, nn, train
 
     start = time.perf_counter()
-    if args.steps is not None and args.epochs is not None:
-        raise UsageError("give --steps or --epochs, not both")
-    data = datasets.load(args.dataset, args.seed)
-    defaults = train.DEFAULTS[args.dataset]
-    batch = args.batch_size or defaults.batch_size
-    per_epoch = math.ceil(len(data.X) / (batch or len(data.X)))
-    epochs = args.epochs or (defaults.epochs if args.steps is None else None)
-    steps = args.steps if args.steps is not None else (
-        epochs * per_epoch if epochs else defaults.steps)
-    assert steps is not None  # every data set's defaults give steps or epochs
-    rows = min(batch or len(data.X), len(data.X))  # samples in a step's graph
+    _check_arguments(args)
+    data: Optional[Dataset] = None
+    if not (args.data and args.load):  # a CSV for a loaded model is read with its classes
+        data = _csv(args) if args.data else datasets.load(args.dataset or "moons", args.seed)
     if args.load:  # checked, its memory too, before anything is built
+        loaded: list[Dataset] = []
+
+        def check(sizes: list[int], metadata: dict[str, Any]) -> None:
+            found = data if data is not None else _csv(
+                args, _csv_metadata(args.load, sizes, metadata, args.target))
+            *_, rows = _plan(args, found)
+            _check_model(args.load, sizes, metadata, found, args.hidden, rows,
+                         "csv" if args.data else found.name)
+            loaded.append(found)
         try:
-            model = nn.load(args.load, lambda sizes, metadata: _check_model(
-                args.load, sizes, metadata, data, args.hidden, rows))
+            model = nn.load(args.load, check)
         except ValueError as e:
             raise UsageError(str(e)) from None
-    else:
+        data = loaded[0]
+    assert data is not None
+    defaults, batch, steps, epochs, rows = _plan(args, data)
+    if args.plot and data.features != 2 and not len(data.X_test):
+        raise UsageError(f"--plot draws a decision boundary for two features, or held-out rows' "
+                         f"confusion matrix: {data.name} has {data.features} features"
+                         + ("; add --test-split" if args.data else ""))
+    if not args.load:
         _check_fits([data.features, *(args.hidden or defaults.hidden), data.outputs], rows)
         model = train.make_model(data, args.hidden or defaults.hidden, args.seed)
-    bar = _progress(steps, args.dataset, args.quiet or steps == 0)
+    if data.class_names is not None:
+        print(_describe(data, args.load))
+    bar = _progress(steps, data.name, args.quiet or steps == 0)
 
     def on_step(k: int, loss: float, accuracy: float) -> None:
         bar.set_postfix_str(f"loss {loss:.4f}, accuracy {100 * accuracy:.1f}%", refresh=False)
@@ -227,7 +264,12 @@ def _train(args: argparse.Namespace) -> int:
     finally:  # an error (Ctrl-C) is then printed on a line of its own, after the bar's
         bar.close()
     if args.save:
-        nn.save(model, args.save, dataset=data.name)
+        if data.scaling is not None:
+            nn.save(model, args.save, dataset="csv", csv={
+                "file": data.name, "target": args.target, "features": data.feature_names,
+                "classes": data.class_names, "mean": data.scaling.mean, "std": data.scaling.std})
+        else:
+            nn.save(model, args.save, dataset=data.name)
         print(f"model: {args.save}")
     if args.plot:
         from micrograd_cy import plot
@@ -236,10 +278,117 @@ def _train(args: argparse.Namespace) -> int:
     held_out = ("" if result.test_accuracy is None
                 else f", held-out accuracy {100 * result.test_accuracy:.1f}%")
     span = f"{steps} steps" + (f" ({epochs} epochs)" if epochs else "")
-    print(f"{args.dataset}: loss {result.final_loss:.4f}, accuracy "
+    print(f"{data.name}: loss {result.final_loss:.4f}, accuracy "
           f"{100 * result.final_accuracy:.1f}%{held_out} after {span}; "
           f"trained in {result.seconds:.2f} s, {time.perf_counter() - start:.1f} s in all")
     return 0
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """The options that go together, before any file is read."""
+    if args.steps is not None and args.epochs is not None:
+        raise UsageError("give --steps or --epochs, not both")
+    if args.data and args.dataset:
+        raise UsageError("give --data (a CSV file) or --dataset (a built-in set), not both")
+    if args.data and not args.target:
+        raise UsageError("--data needs --target, the name of the column holding the classes")
+    if args.target and not args.data:
+        raise UsageError("--target names a column of the CSV file given with --data")
+    if args.test_split is not None and not args.data:
+        raise UsageError("--test-split holds out rows of the CSV file given with --data "
+                         "(digits holds out its own fifth)")
+
+
+def _plan(args: argparse.Namespace, data: Dataset) -> tuple[Any, Optional[int], int,
+                                                            Optional[int], int]:
+    """(defaults, batch size or None for all, steps, epochs or None, samples in a step)."""
+    from micrograd_cy import train
+    defaults = (train.csv_defaults(data.classes) if args.data
+                else train.DEFAULTS[args.dataset or "moons"])
+    batch = args.batch_size or defaults.batch_size
+    per_epoch = math.ceil(len(data.X) / (batch or len(data.X)))
+    epochs = args.epochs or (defaults.epochs if args.steps is None else None)
+    steps = args.steps if args.steps is not None else (
+        epochs * per_epoch if epochs else defaults.steps)
+    assert steps is not None  # every data set's defaults give steps or epochs
+    return defaults, batch, steps, epochs, min(batch or len(data.X), len(data.X))
+
+
+def _csv(args: argparse.Namespace, model: Optional[dict[str, Any]] = None) -> Dataset:
+    """The CSV file of --data as a Dataset; for a loaded model (its csv metadata, checked),
+    with the model's classes, features and standardization."""
+    from micrograd_cy import datasets
+    try:
+        if model is None:
+            return datasets.split(datasets.read_csv(args.data, args.target), args.test_split,
+                                  args.seed)
+        table = datasets.read_csv(args.data, args.target, model["classes"])
+        if table.features != model["features"]:
+            raise UsageError(f"{args.data}'s feature columns ({_names(table.features)}) are not "
+                             f"those the model in {args.load} was trained on "
+                             f"({_names(model['features'])})")
+        return datasets.split(table, args.test_split, args.seed,
+                              datasets.Scaling(model["mean"], model["std"]))
+    except datasets.DataError as e:
+        raise UsageError(str(e)) from None
+
+
+def _csv_metadata(path: str, sizes: list[int], metadata: dict[str, Any],
+                  target: str) -> dict[str, Any]:
+    """The csv record of a model file trained on a CSV file, checked against its sizes."""
+    from micrograd_cy.nn import _brief
+    if "dataset" not in metadata:
+        raise UsageError(f"{path} does not say which data set its model was trained on")
+    if metadata["dataset"] != "csv":
+        raise UsageError(f"{path} holds a model trained on {_brief(metadata['dataset'])}, not "
+                         f"on a CSV file: name its data set with --dataset")
+    record = metadata.get("csv")
+    if not (isinstance(record, dict) and isinstance(record.get("target"), str)
+            and _strings(record.get("features"), sizes[0])
+            and _strings(record.get("classes"), 2 if sizes[-1] == 1 else sizes[-1])
+            and sizes[-1] != 2 and len(set(record["classes"])) == len(record["classes"])
+            and _numbers(record.get("mean"), sizes[0]) and _numbers(record.get("std"), sizes[0])
+            and all(s > 0 for s in record["std"])):
+        raise UsageError(f"{path}: its record of the CSV file it was trained on (target, "
+                         f"features, classes, mean, std) is missing or does not fit its sizes")
+    if record["target"] != target:
+        raise UsageError(f"{path} holds a model trained to predict {_brief(record['target'])}, "
+                         f"not {target!r}")
+    return record
+
+
+def _strings(value: object, n: int) -> bool:
+    return isinstance(value, list) and len(value) == n and all(isinstance(x, str) for x in value)
+
+
+def _numbers(value: object, n: int) -> bool:
+    return isinstance(value, list) and len(value) == n and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+        for x in value)
+
+
+def _names(names: Sequence[str], most: int = 8) -> str:
+    shown = ", ".join(map(repr, names[:most]))
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def _describe(data: Dataset, model: Optional[str]) -> str:
+    """A CSV data set in a line: its rows, its standardization and its classes (a loaded
+    model's, from the file `model`)."""
+    assert data.class_names is not None and data.scaling is not None
+    assert data.feature_names is not None
+    held = f", {len(data.X_test)} held out" if len(data.X_test) else ""
+    constant = [data.feature_names[j] for j in data.scaling.constant]
+    scaled = f"{data.features} features standardized " + (
+        f"as {model} says (the mean and std of the rows it was trained on)" if model else
+        "(mean 0, std 1 on the training rows"
+        + (f"; constant there, so 0: {_names(constant)}" if constant else "") + ")")
+    if data.classes == 2:
+        classes = (f"classes {data.class_names[0]!r} (-1) and {data.class_names[1]!r} (+1), "
+                   f"SVM loss")
+    else:
+        classes = f"{data.classes} classes {_names(data.class_names, 10)}, cross-entropy"
+    return f"{data.name}: {len(data.X)} rows to train on{held}; {scaled}; {classes}"
 
 
 def _check_fits(sizes: Sequence[int], rows: int) -> None:
@@ -260,13 +409,17 @@ def _check_fits(sizes: Sequence[int], rows: int) -> None:
 
 
 def _check_model(path: str, sizes: list[int], metadata: dict[str, Any], data: Dataset,
-                 hidden: Optional[Sequence[int]], rows: int) -> None:
+                 hidden: Optional[Sequence[int]], rows: int, dataset: str) -> None:
     """What --load needs of a model file beyond its own checks (nn.load): trained on this
-    data set, its inputs and outputs, --hidden if given, and a step's memory."""
+    data set (its name, or "csv"), its inputs and outputs, --hidden if given, and a step's
+    memory."""
     from micrograd_cy.nn import _brief
     if "dataset" not in metadata:
         raise UsageError(f"{path} does not say which data set its model was trained on")
-    if metadata["dataset"] != data.name:  # same inputs and outputs need not mean same meaning
+    if metadata["dataset"] == "csv" and dataset != "csv":
+        raise UsageError(f"{path} holds a model trained on a CSV file: give one with --data "
+                         f"and --target")
+    if metadata["dataset"] != dataset:  # same inputs and outputs need not mean same meaning
         raise UsageError(f"{path} holds a model trained on {_brief(metadata['dataset'])}, not "
                          f"on {data.name!r}: name its data set with --dataset")
     if sizes[0] != data.features or sizes[-1] != data.outputs:

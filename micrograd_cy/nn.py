@@ -11,19 +11,25 @@ would: every neuron exactly a Neuron, every layer exactly a Layer, and Neuron.__
 Layer.__call__ the ones below (docs/architecture.md: when a fused path may be taken).
 Otherwise it calls its parts, as micrograd does.
 
+set_fused(False), or `with fused(False):` for a block, turns every fused path off: a neuron
+then builds micrograd's own nodes ('*', '+', then 'ReLU', in upstream's order), and layers
+and MLPs call their parts, so that draw_dot shows the lecture's graph. The numbers are the
+same either way.
+
 save() and load() keep an MLP in a versioned JSON file (what micrograd-cy train --save
 writes); memory_needed() bounds, from the sizes alone, what an MLP and its calls take.
 """
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import json
 import math
 import numbers
 import os
 import random
-from typing import Any, Callable, Optional, Sequence, TypedDict, Union
+from typing import Any, Callable, Iterator, Optional, Sequence, TypedDict, Union
 
 from micrograd_cy.engine import CHILD_SIZE, NODE_SIZE, Net, Value
 
@@ -42,6 +48,45 @@ Fresh = Union[list[bool], tuple[bool]]  # a freshness token (below)
 Rows = tuple[tuple[Sequence[Value], ...], tuple[Value, ...], bool]  # Value.matvec's arguments
 
 _STALE: Fresh = (False,)  # the freshness of a cache never read
+
+
+# -- the fused paths on or off ---------------------------------------------------------------
+
+# set_fused() sets the process's setting, which every thread reads; fused() overrides it for
+# the code in its block, in this thread (or asyncio task) only.
+# A call reads it as _fused_here.get(_fused_everywhere): one C call.
+_fused_everywhere = True
+_fused_here: contextvars.ContextVar[bool] = contextvars.ContextVar("micrograd_cy.nn.fused")
+
+
+def is_fused() -> bool:
+    """Whether Neuron, Layer and MLP calls may build fused nodes here (the default), or build
+    micrograd's own graph, a node an op."""
+    return _fused_here.get(_fused_everywhere)
+
+
+def set_fused(on: bool) -> bool:
+    """Let nn's modules build fused nodes (True, the default) or micrograd's own graph
+    (False), in every thread; returns the setting it replaces. fused() sets it for a block."""
+    global _fused_everywhere
+    if type(on) is not bool:
+        raise TypeError(f"set_fused takes True or False, not {on!r}")
+    was, _fused_everywhere = _fused_everywhere, on
+    return was
+
+
+@contextlib.contextmanager
+def fused(on: bool) -> Iterator[None]:
+    """`with fused(False):` the calls in the block, in this thread, build micrograd's own
+    graph ('*', '+' and 'ReLU' nodes a neuron, as upstream's nn.py); fused(True) the fused
+    nodes. The setting before it comes back at the end of the block."""
+    if type(on) is not bool:
+        raise TypeError(f"fused takes True or False, not {on!r}")
+    token = _fused_here.set(on)
+    try:
+        yield
+    finally:
+        _fused_here.reset(token)
 
 
 class Module:
@@ -157,7 +202,10 @@ class Neuron(Module):
         self.nonlin = nonlin
 
     def __call__(self, x: Sequence[Operand]) -> Value:
-        return Value.dot(self.w, x, self.b, relu=bool(self.nonlin))
+        if _fused_here.get(_fused_everywhere):
+            return Value.dot(self.w, x, self.b, relu=bool(self.nonlin))
+        act = sum((wi*xi for wi, xi in zip(self.w, x)), self.b)  # upstream's, node for node
+        return act.relu() if self.nonlin else act
 
     def parameters(self) -> list[Value]:
         return self.w + [self.b]
@@ -181,7 +229,8 @@ class Layer(Module):
     def __call__(self, x: Sequence[Operand]) -> Output:
         if not self._fresh[0]:
             self._read_neurons()
-        if self._matvec is None or Neuron.__call__ is not _NEURON_CALL:
+        if self._matvec is None or Neuron.__call__ is not _NEURON_CALL \
+                or not _fused_here.get(_fused_everywhere):
             out = [n(x) for n in self.neurons]
         else:
             rows, biases, relu = self._matvec
@@ -224,7 +273,8 @@ class MLP(Module):
     def __call__(self, x: Sequence[Operand]) -> Output:
         if not self._fresh[0]:
             self._read_layers()
-        if self._net is not None:  # it calls the layers itself if a stock __call__ is patched
+        # Net calls the layers itself if a stock __call__ is patched
+        if self._net is not None and _fused_here.get(_fused_everywhere):
             out: Value = self._net(x)
             return out
         return _call_each(self.layers, x)
@@ -386,10 +436,11 @@ SLAB = 65536  # the engine takes memory for nodes 64 KiB at a time (memory.pxi)
 NEURON = 512  # a Neuron's Python objects: itself, its attributes, its list of weights
 
 
-def memory_needed(sizes: Sequence[int], calls: int = 0) -> int:
+def memory_needed(sizes: Sequence[int], calls: int = 0, fused: Optional[bool] = None) -> int:
     """An upper bound on the bytes of MLP(sizes[0], sizes[1:]) and of the graph `calls` calls
     of it build (a step's forward over `calls` samples), from the sizes alone; each node is
-    counted with a place in a topological order. Raises ValueError for a layer wider than
+    counted with a place in a topological order. fused: whether the calls build fused nodes
+    (is_fused() where None) or micrograd's own. Raises ValueError for a layer wider than
     WIDEST."""
     if max(sizes) > WIDEST:
         raise ValueError(f"MLP{_brief(tuple(sizes))} has a layer of more than {WIDEST:,} "
@@ -401,6 +452,12 @@ def memory_needed(sizes: Sequence[int], calls: int = 0) -> int:
     # optimizer's and in Net's PARAMS node
     model = (parameters * (NODE_SIZE + 4 * CHILD_SIZE) + sum(sizes[1:]) * NEURON
              + node + CHILD_SIZE * (2 * len(sizes) + 3) + SLAB)
+    if not (is_fused() if fused is None else fused):
+        # micrograd's graph: a neuron's w*x and + nodes, two children each, and its ReLU; a
+        # number among the inputs becomes a leaf at each of the first layer's products
+        return model + calls * (sizes[0] * sizes[1] * node + sum(
+            n_out * (2 * n_in * (node + 2 * CHILD_SIZE) + node + CHILD_SIZE)
+            for n_in, n_out in layers))
     call = sizes[0] * node  # numbers among the inputs become leaves
     if sizes[-1] == 1 and 1 not in sizes[1:-1]:
         # engine.Net: one node a call (MLP._read_layers), its children the inputs and the

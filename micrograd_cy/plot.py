@@ -6,7 +6,7 @@ confusion matrix.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 from numpy.typing import NDArray
@@ -37,7 +37,7 @@ def save(result: Result, dataset: Dataset, path: str, steps: int) -> None:
         raise ValueError(f"{dataset.name} has more than two features and no held-out split: "
                          f"there is neither a decision boundary nor a confusion matrix to draw")
     else:
-        _confusion(left, result.confusion, result.test_accuracy)
+        _confusion(left, result.confusion, result.test_accuracy, dataset.class_names)
     _curves(right, result, steps)
     fig.suptitle(f"micrograd_cy: {dataset.name}, MLP{tuple(result.model.sizes)}, "
                  f"{_percent(result.final_accuracy)} training accuracy"
@@ -66,18 +66,19 @@ def _decision_boundary(ax: Axes, model: MLP, dataset: Dataset) -> None:
     # the model's graph on leaves, built once and evaluated on every grid point in C
     inputs = [Value(0.0) for _ in range(X.shape[1])]
     scores = Value.evaluate(model(inputs), inputs, points)
-    point_palette = ["#3182bd", "#e6550d", "#31a354", "#756bb1", "#de2d26"]
+    point_palette, colors = _palettes(dataset.classes)
     if dataset.classes == 2:
         zz = (scores > 0).astype(float)
-        colors, levels = ["#c6dbef", "#fdd0a2"], np.array([-0.5, 0.5, 1.5])
+        levels = np.array([-0.5, 0.5, 1.5])
         labels = (y > 0).astype(int)  # -1/+1 as class 0/1
         names = ["class -1", "class +1"]
     else:
         zz = np.argmax(scores, axis=1).astype(float)  # the first of equal scores, as max()
-        colors = ["#c6dbef", "#fdd0a2", "#c7e9c0", "#dadaeb", "#fcbba1"][:dataset.classes]
         levels = np.arange(dataset.classes + 1) - 0.5
         labels = y
         names = [f"class {k}" for k in range(dataset.classes)]
+    if dataset.class_names is not None:  # a CSV file's
+        names = [str(name) for name in dataset.class_names]
     ax.contourf(xx, yy, zz.reshape(xx.shape), levels=levels, colors=colors)
     for k, name in enumerate(names):  # one scatter a class, for the legend
         mine = labels == k
@@ -89,8 +90,24 @@ def _decision_boundary(ax: Axes, model: MLP, dataset: Dataset) -> None:
     ax.set_ylim(yy[0, 0], yy[-1, 0])
     ax.set_aspect("equal")
     ax.set_title("decision boundary")
-    ax.set_xlabel("$x_1$")
-    ax.set_ylabel("$x_2$")
+    if dataset.feature_names is None:
+        ax.set_xlabel("$x_1$")
+        ax.set_ylabel("$x_2$")
+    else:  # a CSV file's columns, as the model sees them
+        ax.set_xlabel(f"{dataset.feature_names[0]} (standardized)")
+        ax.set_ylabel(f"{dataset.feature_names[1]} (standardized)")
+
+
+def _palettes(classes: int) -> tuple[list[str], list[str]]:
+    """Colours for the points and, paler, for the regions of each class."""
+    if classes <= 5:
+        return (["#3182bd", "#e6550d", "#31a354", "#756bb1", "#de2d26"][:classes],
+                ["#c6dbef", "#fdd0a2", "#c7e9c0", "#dadaeb", "#fcbba1"][:classes])
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+    cmap = colormaps["tab20"]  # its colours in pairs: a strong one, then a paler one
+    pairs = [(to_hex(cmap(2 * (k % 10))), to_hex(cmap(2 * (k % 10) + 1))) for k in range(classes)]
+    return [p for p, _ in pairs], [q for _, q in pairs]
 
 
 def _curves(ax: Axes, result: Result, steps: int) -> None:
@@ -120,7 +137,8 @@ def _running_mean(values: NDArray[np.float64], window: int) -> NDArray[np.float6
     return (sums[1:] - sums[np.maximum(np.arange(1, len(values) + 1) - window, 0)]) / counts
 
 
-def _confusion(ax: Axes, confusion: NDArray[np.int_], accuracy: float) -> None:
+def _confusion(ax: Axes, confusion: NDArray[np.int_], accuracy: float,
+               names: Optional[list[str]] = None) -> None:
     ax.imshow(confusion, cmap="Blues")
     n = len(confusion)
     for i in range(n):
@@ -130,6 +148,9 @@ def _confusion(ax: Axes, confusion: NDArray[np.int_], accuracy: float) -> None:
                         color="white" if confusion[i, j] > confusion.max() / 2 else "black")
     ax.set_xticks(range(n))
     ax.set_yticks(range(n))
+    if names is not None:  # a CSV file's classes
+        ax.set_xticklabels(names, rotation=90 if n > 3 else 0)
+        ax.set_yticklabels(names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(f"held-out confusion matrix ({_percent(accuracy)} correct)")

@@ -47,6 +47,11 @@ DEFAULTS = {
 }
 
 
+def csv_defaults(classes: int) -> Defaults:
+    """A CSV file's: the 2-D sets' (blobs' rate where there are more than two classes)."""
+    return DEFAULTS["moons"] if classes == 2 else DEFAULTS["blobs"]
+
+
 @dataclass
 class Result:
     model: nn.MLP
@@ -188,6 +193,9 @@ def train(dataset: Dataset, model: nn.MLP, steps: int, batch_size: Optional[int]
         _, result.test_accuracy, guess = evaluate(model, dataset.X_test, dataset.y_test,
                                                   dataset.classes)
         result.confusion = np.zeros((dataset.classes, dataset.classes), dtype=int)
-        np.add.at(result.confusion, (dataset.y_test, guess), 1)
+        if dataset.classes == 2:  # -1/+1 as class 0/1 (-1 would index the last row)
+            np.add.at(result.confusion, ((dataset.y_test > 0) * 1, (guess > 0) * 1), 1)
+        else:
+            np.add.at(result.confusion, (dataset.y_test, guess), 1)
     result.seconds = time.perf_counter() - start
     return result

@@ -6,6 +6,7 @@ install graphviz, or https://graphviz.org/download/). Works on upstream microgra
 """
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING, Any, Iterable, Protocol
 
 if TYPE_CHECKING:
@@ -59,10 +60,79 @@ def trace(root: Node) -> tuple[set[Node], set[tuple[Node, Node]]]:
     return nodes, edges
 
 
+def walk(root: Node) -> tuple[list[Node], list[tuple[Node, Node]]]:
+    """(nodes, edges) of root's graph in an order that is the same each time the same graph
+    is built, whatever addresses its nodes got: children before their parents, as they were
+    built, root last; edges run from child to parent, each once. No recursion.
+
+    A node's children come as a set (`_prev`), which iterates in the order of their
+    addresses: they are taken in the order of where each stands in the graph instead (_places)."""
+    children: dict[Node, list[Node]] = {}
+    stack = [root]
+    while stack:
+        v = stack.pop()
+        if v not in children:
+            children[v] = list(v._prev)
+            stack.extend(children[v])
+    place = _places(root, children)
+    for kids in children.values():
+        kids.sort(key=place.__getitem__)
+    nodes = _children_first(root, children)
+    return nodes, [(child, v) for v in nodes for child in children[v]]
+
+
+def _places(root: Node, children: dict[Node, list[Node]]) -> dict[Node, bytes]:
+    """A digest a node of what it shows (label, op, data, grad), what its children show, all
+    the way down, and what its parents show, all the way up; sharpened, a pass up and a pass
+    down at a time, until a pass tells no more nodes apart. Nodes with the same digest then
+    stand alike in the graph (to the eye of this refinement, Weisfeiler-Lehman's), and which
+    of them is met first changes nothing drawn but in contrived graphs."""
+    order = _children_first(root, children)
+    parents: dict[Node, list[Node]] = {v: [] for v in order}
+    for v in order:
+        for child in children[v]:
+            parents[child].append(v)
+
+    def digest(own: bytes, others: list[bytes]) -> bytes:
+        return hashlib.blake2b(own + b"".join(sorted(others)), digest_size=16).digest()
+
+    place = {v: digest(repr((getattr(v, "label", ""), v._op, float(v.data),
+                             float(v.grad))).encode(), []) for v in order}
+    kinds = 0
+    while True:
+        up: dict[Node, bytes] = {}
+        for v in order:  # children first
+            up[v] = digest(place[v], [up[c] for c in children[v]])
+        for v in reversed(order):  # parents first
+            place[v] = digest(up[v], [place[p] for p in parents[v]])
+        if len(set(place.values())) == kinds:
+            return place
+        kinds = len(set(place.values()))
+
+
+def _children_first(root: Node, children: dict[Node, list[Node]]) -> list[Node]:
+    """The nodes under root, depth-first, each after its children (taken in their order)."""
+    order: list[Node] = []
+    seen = {root}
+    stack = [(root, iter(children[root]))]
+    while stack:
+        v, rest = stack[-1]
+        for child in rest:
+            if child not in seen:
+                seen.add(child)
+                stack.append((child, iter(children[child])))
+                break
+        else:
+            stack.pop()
+            order.append(v)
+    return order
+
+
 def draw_dot(root: Node, format: str = "svg", rankdir: str = "LR",
              max_nodes: int = 2000) -> Drawing:
     """A graphviz Digraph of root's graph: a record per Value (label, data, grad) and a
-    small node per op, as in micrograd's trace_graph.ipynb."""
+    small node per op, as in micrograd's trace_graph.ipynb. Nodes are named by their place
+    in walk(): the same graph, built again, gives the same source, byte for byte."""
     if rankdir not in ("LR", "TB"):
         raise ValueError(f"rankdir must be 'LR' or 'TB', not {rankdir!r}")
     try:
@@ -70,20 +140,22 @@ def draw_dot(root: Node, format: str = "svg", rankdir: str = "LR",
     except ImportError:
         raise GraphvizMissing("drawing graphs needs the graphviz Python package: "
                               "pip install 'micrograd_cy[viz]'") from None
-    nodes, edges = trace(root)
-    if len(nodes) > max_nodes:
-        raise ValueError(f"the graph has {len(nodes)} nodes, more than max_nodes={max_nodes} "
+    size = len(trace(root)[0])  # counted before walk() orders it
+    if size > max_nodes:
+        raise ValueError(f"the graph has {size} nodes, more than max_nodes={max_nodes} "
                          f"that a drawing can show; draw a smaller part or raise max_nodes")
+    order, edges = walk(root)
+    name = {n: f"n{i}" for i, n in enumerate(order)}  # its op's node: name + "_op"
     dot: Drawing = Digraph(format=format, graph_attr={"rankdir": rankdir})
-    for n in sorted(nodes, key=id):
+    for n in order:
         label = getattr(n, "label", "")
         fields = ([label] if label else []) + [f"data {n.data:.4f}", f"grad {n.grad:.4f}"]
-        dot.node(name=str(id(n)), label="{ " + " | ".join(fields) + " }", shape="record")
+        dot.node(name=name[n], label="{ " + " | ".join(fields) + " }", shape="record")
         if n._op:
-            dot.node(name=str(id(n)) + n._op, label=n._op)
-            dot.edge(str(id(n)) + n._op, str(id(n)))
-    for child, parent in sorted(edges, key=lambda e: (id(e[0]), id(e[1]))):
-        dot.edge(str(id(child)), str(id(parent)) + parent._op)
+            dot.node(name=name[n] + "_op", label=n._op)
+            dot.edge(name[n] + "_op", name[n])
+    for child, parent in edges:
+        dot.edge(name[child], name[parent] + "_op")
     return dot
 
 

@@ -503,3 +503,196 @@ def test_bench_bad_input_gets_one_line_and_exit_2(capsys, argv, words, in_the_cl
     assert exit_info.value.code == 2, err
     assert len(err.strip().splitlines()) == 1 and words in err, err
     assert err.startswith("micrograd-cy bench: error: ")
+
+
+# -- a CSV file of one's own -------------------------------------------------------------------
+
+def write_csv(path, header, rows):
+    path.write_text("\n".join(",".join(map(str, row)) for row in [header, *rows]) + "\n")
+    return path
+
+
+def moons_csv(path, n=200):
+    """make_moons as a CSV: two features, the classes 'no' and 'yes' in a middle column."""
+    from sklearn.datasets import make_moons
+    X, y = make_moons(n_samples=n, noise=0.1, random_state=0)
+    return write_csv(path, ["x", "label", "y"],
+                     [[a, ["no", "yes"][k], b] for (a, b), k in zip(X * 3 + 10, y)])
+
+
+def blobs_csv(path):
+    """Three clusters in three features, the third constant; classes the numbers 10, 2, 3
+    (sorted as numbers: 2, 3, 10)."""
+    from sklearn.datasets import make_blobs
+    X, y = make_blobs(n_samples=150, centers=[(-2, -1), (2, -1), (0, 2)], cluster_std=0.8,
+                      random_state=1)
+    return write_csv(path, ["a", "b", "c", "kind"],
+                     [[a, b, 7.5, [10, 2, 3][k]] for (a, b), k in zip(X * 50, y)])
+
+
+def test_a_csv_of_two_classes_trains_holds_out_and_plots(capsys, tmp_path):
+    data = moons_csv(tmp_path / "my.csv")
+    code, out, err = run(capsys, "train", "--data", str(data), "--target", "label",
+                         "--test-split", "0.2", "--plot", str(tmp_path / "my.png"))
+    assert code == 0, err
+    described, summary = out.strip().splitlines()[0], last_line(out)
+    assert described == ("my.csv: 160 rows to train on, 40 held out; 2 features standardized "
+                         "(mean 0, std 1 on the training rows); classes 'no' (-1) and "
+                         "'yes' (+1), SVM loss")
+    assert summary.startswith("my.csv: loss ") and "after 100 steps" in summary
+    assert float(summary.split("held-out accuracy ")[1].split("%")[0]) >= 90.0, summary
+    assert "100/100" in err  # the progress bar
+    check_png(tmp_path / "my.png")
+
+
+def test_a_csv_of_more_classes_uses_cross_entropy_and_sorts_numbers_as_numbers(capsys, tmp_path):
+    data = blobs_csv(tmp_path / "blobs.csv")
+    code, out, err = run(capsys, "train", "--data", str(data), "--target", "kind", "--quiet",
+                         "--test-split", "0.3", "--plot", str(tmp_path / "blobs.png"))
+    assert code == 0, err
+    assert out.startswith("blobs.csv: 105 rows to train on, 45 held out; 3 features "
+                          "standardized (mean 0, std 1 on the training rows; constant there, "
+                          "so 0: 'c'); 3 classes '2', '3', '10', cross-entropy\n"), out
+    assert float(last_line(out).split("held-out accuracy ")[1].split("%")[0]) >= 90.0
+    check_png(tmp_path / "blobs.png")  # three features: the held-out confusion matrix
+
+
+def test_a_csvs_split_is_seeded_and_stratified_and_its_features_standardized(tmp_path):
+    from micrograd_cy import datasets
+    table = datasets.read_csv(str(blobs_csv(tmp_path / "b.csv")), "kind")
+    assert table.classes == ["2", "3", "10"] and table.features == ["a", "b", "c"]
+    data = datasets.split(table, 0.2, seed=4)
+    assert len(data.X) == 120 and len(data.X_test) == 30
+    assert [int(np.sum(data.y_test == k)) for k in range(3)] == [10, 10, 10]  # per class
+    assert np.allclose(data.X.mean(axis=0), 0) and np.allclose(data.X[:, :2].std(axis=0), 1)
+    assert (data.X[:, 2] == 0).all() and data.scaling.std[2] == 1.0  # the constant column
+    # the held-out rows are scaled with the training rows' mean and std: undone, they are
+    # rows of the file
+    for row in data.X_test * data.scaling.std + data.scaling.mean:
+        assert np.isclose(table.X, row, rtol=1e-12).all(axis=1).sum() == 1
+    again, other = datasets.split(table, 0.2, seed=4), datasets.split(table, 0.2, seed=5)
+    assert np.array_equal(again.X_test, data.X_test) and not np.array_equal(other.X_test, data.X_test)
+    # two classes are labelled -1/+1, the first in sorted order -1
+    two = datasets.split(datasets.read_csv(str(moons_csv(tmp_path / "m.csv")), "label"))
+    assert two.class_names == ["no", "yes"] and set(two.y) == {-1, 1} and two.classes == 2
+
+
+def test_a_model_trained_on_a_csv_saves_what_evaluating_it_needs(capsys, tmp_path):
+    data, model = blobs_csv(tmp_path / "blobs.csv"), tmp_path / "model.json"
+    code, out, _ = run(capsys, "train", "--data", str(data), "--target", "kind", "--quiet",
+                       "--test-split", "0.2", "--steps", "40", "--save", str(model))
+    assert code == 0
+    saved = json.loads(model.read_text())
+    record = saved["csv"]
+    assert saved["dataset"] == "csv" and saved["sizes"] == [3, 16, 16, 3]
+    assert record["target"] == "kind" and record["features"] == ["a", "b", "c"]
+    assert record["classes"] == ["2", "3", "10"] and record["std"][2] == 1.0
+    assert len(record["mean"]) == 3
+    trained = last_line(out).split(" after")[0]
+    # evaluated again: the same numbers, standardized as the file says
+    code, again, _ = run(capsys, "train", "--data", str(data), "--target", "kind", "--quiet",
+                         "--test-split", "0.2", "--steps", "0", "--load", str(model))
+    assert code == 0 and last_line(again).split(" after")[0] == trained
+    assert "standardized as " + str(model) + " says" in again
+    # on a file of fewer rows, other numbers and only some of the classes: its own rows,
+    # the model's standardization and classes
+    rows = [line.split(",") for line in data.read_text().splitlines()[1:]]
+    few = write_csv(tmp_path / "few.csv", ["a", "b", "c", "kind"],
+                    [r for r in rows if r[3] != "3"][:20])
+    code, out, _ = run(capsys, "train", "--data", str(few), "--target", "kind", "--quiet",
+                       "--steps", "0", "--load", str(model))
+    assert code == 0 and "3 classes '2', '3', '10'" in out
+
+
+@pytest.mark.parametrize("header,rows,words", [
+    (["a", "kind"], [[1, "x"], [2, "z"]], "holds 'z', not a class of the model ('x', 'y')"),
+    (["b", "kind"], [[1, "x"], [2, "y"]], "feature columns ('b') are not those the model"),
+    (["a", "label"], [[1, "x"], [2, "y"]], "a model trained to predict 'kind', not 'label'"),
+])
+def test_a_csv_model_loads_only_on_a_csv_like_its_own(capsys, tmp_path, header, rows, words):
+    model = tmp_path / "model.json"
+    own = write_csv(tmp_path / "own.csv", ["a", "kind"], [[1, "x"], [2, "y"], [3, "x"]])
+    assert run(capsys, "train", "--data", str(own), "--target", "kind", "--steps", "1",
+               "--quiet", "--save", str(model))[0] == 0
+    other = write_csv(tmp_path / "other.csv", header, rows)
+    target = header[1]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--data", str(other), "--target", target, "--load", str(model)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1 and words in err, err
+
+
+def test_a_csv_model_and_a_built_in_set_do_not_mix(capsys, tmp_path):
+    own = write_csv(tmp_path / "own.csv", ["a", "b", "kind"], [[1, 2, "x"], [2, 1, "y"]])
+    csv_model, moons_model = tmp_path / "csv.json", tmp_path / "moons.json"
+    assert run(capsys, "train", "--data", str(own), "--target", "kind", "--steps", "1",
+               "--quiet", "--save", str(csv_model))[0] == 0
+    assert run(capsys, "train", "--steps", "1", "--quiet", "--save", str(moons_model))[0] == 0
+    for argv, words in [(["--load", str(csv_model)], "trained on a CSV file: give one with --data"),
+                        (["--load", str(moons_model), "--data", str(own), "--target", "kind"],
+                         "trained on 'moons', not on a CSV file")]:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["train", "--steps", "0", *argv])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and words in err, err
+
+
+@pytest.mark.parametrize("content,words", [
+    ("", "my.csv is empty"),
+    ("\n\n", "my.csv is empty"),
+    ("a,b,label\n", "my.csv has a header row and no rows of data"),
+    ("a,b,kind\n1,2,x\n", "my.csv has no column 'label'; its columns are 'a', 'b', 'kind'"),
+    ("a,b,label\n1,2,x\n3,4,x\n", "the column 'label' holds one class, 'x'; training needs two"),
+    ("a,b,label\n1,2,x\n\n3,4\n", "my.csv, line 4: 2 cells where the header has 3"),
+    ("a,b,label\n1,2,x\n3,4,y,5\n", "my.csv, line 3: 4 cells where the header has 3"),
+    ("a,b,label\n1,2,x\n3,four,y\n", "my.csv, line 3, column 'b': 'four' is not a finite number"),
+    ("a,b,label\n1,,x\n3,4,y\n", "my.csv, line 2, column 'b': an empty cell is not a finite number"),
+    ("a,b,label\n1,2,x\ninf,4,y\n", "my.csv, line 3, column 'a': 'inf' is not a finite number"),
+    ("a,a,label\n1,2,x\n3,4,y\n", "my.csv: the header names 'a' twice"),
+    ("label\nx\ny\n", "my.csv has only the column 'label': it needs a feature column too"),
+    ("a,label\n1,x\n2,y\n", "--test-split 0.2 of my.csv's 2 rows holds out none"),
+])
+def test_a_bad_csv_gets_one_line_and_exit_2(capsys, tmp_path, content, words):
+    (tmp_path / "my.csv").write_text(content)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--data", str(tmp_path / "my.csv"), "--target", "label",
+                  "--test-split", "0.2", "--quiet"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2, err
+    assert len(err.strip().splitlines()) == 1 and words in err and "Traceback" not in err, err
+
+
+def test_a_csv_that_is_not_text_gets_one_line(capsys, tmp_path):
+    (tmp_path / "my.csv").write_bytes(b"\xff\xfe\x00\x81 not utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--data", str(tmp_path / "my.csv"), "--target", "label"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith("micrograd-cy train: error: cannot read")
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--data", "{csv}", "--target", "label", "--dataset", "moons"],
+     "give --data (a CSV file) or --dataset (a built-in set), not both"),
+    (["--data", "moons", "--target", "label"],
+     "no such file: 'moons' (the built-in data set is --dataset moons)"),
+    (["--data", "/no/such.csv", "--target", "label"], "argument --data: no such file"),
+    (["--data", "{csv}"], "--data needs --target"),
+    (["--target", "label"], "--target names a column of the CSV file given with --data"),
+    (["--test-split", "0.2"], "--test-split holds out rows of the CSV file given with --data"),
+    (["--data", "{csv}", "--target", "label", "--test-split", "1.5"],
+     "--test-split: must be a fraction between 0 and 1"),
+    (["--data", "{csv}", "--target", "label", "--test-split", "nan"],
+     "--test-split: must be a fraction between 0 and 1"),
+    (["--data", "{csv}", "--target", "label", "--plot", "{png}"],
+     "--plot draws a decision boundary for two features, or held-out rows' confusion matrix: "
+     "my.csv has 3 features; add --test-split"),
+])
+def test_csv_options_that_do_not_fit_get_one_line_before_any_work(tmp_path, argv, words):
+    data = write_csv(tmp_path / "my.csv", ["a", "b", "c", "label"],
+                     [[1, 2, 3, "x"], [2, 3, 4, "y"], [0, 1, 1, "x"], [5, 1, 0, "y"]])
+    argv = [a.format(csv=data, png=tmp_path / "p.png") for a in argv]
+    before = sorted(tmp_path.iterdir())
+    out = micrograd_cy_command("train", *argv, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and words in out.stderr, out.stderr
+    assert out.stdout == "" and sorted(tmp_path.iterdir()) == before

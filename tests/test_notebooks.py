@@ -14,14 +14,15 @@ import pytest
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 PRINTED = Path(__file__).resolve().parent / "data" / "demo_ipynb_steps.txt"
 INSTALL = "import micrograd_cy; micrograd_cy.install_as_micrograd()\n"
+UNFUSED = "import micrograd_cy; micrograd_cy.install_as_micrograd(fused=False)\n"
 # upstream's closures make the GC slow; its numbers are the same without it
 NO_GC = "import gc; gc.disable()\n"
 
 
-def run(script, tmp_path, installed, *args):
+def run(script, tmp_path, installed, *args, install=INSTALL):
     """The script's output lines, run as __main__ on either engine; asserts which one ran."""
     epilogue = "\nimport sys; print('engine:', Value.__module__, file=sys.stderr)\n"
-    code = (INSTALL if installed else NO_GC) + (SCRIPTS / script).read_text() + epilogue
+    code = (install if installed else NO_GC) + (SCRIPTS / script).read_text() + epilogue
     out = subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, capture_output=True,
                          text=True, timeout=600, env=dict(os.environ, MPLBACKEND="Agg"))
     assert out.returncode == 0, out.stderr[-3000:]
@@ -86,3 +87,20 @@ def test_the_trace_graph_drawing_shows_upstreams_numbers(tmp_path):
     assert root == want_root and len(root) == 1
     assert leaves == want_leaves and len(leaves) == 5
     assert "ReLU(dot)" in ours[1]
+
+
+def op_labels(source):
+    """The labels of a drawing's op nodes, sorted ('*', '+', 'ReLU', ...)."""
+    return sorted(re.findall(r'\[label="?([^"{][^"]*?)"?\]$', source, re.M))
+
+
+def test_the_trace_graph_drawing_unfused_is_upstreams(tmp_path):
+    # install_as_micrograd(fused=False): the neuron is micrograd's own graph, drawn record
+    # for record as upstream draws it
+    pytest.importorskip("graphviz")
+    (ours,) = run("trace_graph.py", tmp_path, True, install=UNFUSED)
+    (theirs,) = run("trace_graph.py", tmp_path, False)
+    for mine, want in zip(ours, theirs):
+        assert records(mine) == records(want)
+        assert op_labels(mine) == op_labels(want)
+    assert op_labels(ours[1]) == ["*", "*", "+", "+", "ReLU"] and len(records(ours[1])[2]) == 10

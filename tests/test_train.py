@@ -119,14 +119,22 @@ def test_load_refuses_a_bad_file_with_a_value_error_naming_it(tmp_path, monkeypa
         nn.load(path)
 
 
-def test_the_memory_estimate_bounds_what_a_step_takes():
+STEPS = [("moons", (16, 16), 100), ("blobs", (16, 16), 150), ("digits", (32,), 32),
+         ("digits", (64, 64), 1)]
+
+
+@pytest.mark.parametrize("fused,steps", [(True, STEPS)] + [(False, [step]) for step in STEPS],
+                         ids=["fused"] + [f"own-graph-{n}-{rows}" for n, _, rows in STEPS])
+def test_the_memory_estimate_bounds_what_a_step_takes(fused, steps):
     # in a fresh interpreter, as the CLI checks before anything is built: the model, a
-    # step's graph (Net nodes for one output, Value.matvec's for more) and its backward
-    out = run_probe("""
+    # step's graph (Net nodes for one output, Value.matvec's for more; with nn.set_fused(False)
+    # micrograd's node an op) and its backward. micrograd's graphs are large enough that the
+    # slabs one step leaves for the next would hide the next one's: a fresh interpreter each
+    out = run_probe(f"""
         import gc, json, random, tracemalloc
         from micrograd_cy import datasets, nn, train
-        for name, hidden, rows in [("moons", (16, 16), 100), ("blobs", (16, 16), 150),
-                                   ("digits", (32,), 32), ("digits", (64, 64), 1)]:
+        nn.set_fused({fused})
+        for name, hidden, rows in {steps!r}:
             data = datasets.load(name)
             sizes = [data.features, *hidden, data.outputs]
             X, y = data.X[:rows], data.y[:rows]
@@ -154,3 +162,15 @@ def test_the_memory_estimate_follows_the_engines_node_size():
     assert two - one == 2 * 72 + (72 + 8 * 3 + 16 * 32) + 5 * 72 + (56 + 40 * 2 + 64) + 8
     assert math.isclose(nn.memory_needed([2, 16, 16, 1], 100) - nn.memory_needed([2, 16, 16, 1]),
                         100 * (2 * 72 + 72 + 8 * 3 + 16 * 32))
+
+
+def test_a_two_class_held_out_confusion_matrix_counts_each_class_in_its_own_row():
+    # labels -1/+1: -1 once indexed the last row, so both classes were counted in one
+    rng = np.random.default_rng(0)
+    X, X_test = rng.normal(size=(20, 3)), rng.normal(size=(12, 3))
+    y, y_test = np.where(X[:, 0] > 0, 1, -1), np.where(X_test[:, 0] > 0, 1, -1)
+    data = datasets.Dataset("two", X, y, X_test, y_test, classes=2)
+    result = train.train(data, train.make_model(data, (8,), 1), 30)
+    _, _, guess = train.evaluate(result.model, X_test, y_test, 2)
+    want = [[np.sum((y_test == t) & (guess == g)) for g in (-1, 1)] for t in (-1, 1)]
+    assert result.confusion.tolist() == want and result.confusion.sum() == 12

@@ -1,11 +1,14 @@
 """Drawing graphs with graphviz, and what a user sees without it."""
 import builtins
+import random
 import shutil
 
 import micrograd.engine
+import micrograd.nn
 import pytest
 
-from micrograd_cy import Value, cli, viz
+from conftest import run_probe
+from micrograd_cy import Value, cli, nn, viz
 
 
 def test_draw_dot_shows_every_value_and_op():
@@ -72,3 +75,87 @@ def test_without_the_graphviz_package(capsys, tmp_path, monkeypatch):
         viz.draw_dot(Value(1.0))
     assert cli.main(["graph", "--out", str(tmp_path / "n.svg")]) == 1
     assert "micrograd_cy[viz]" in capsys.readouterr().err
+
+
+def lecture_mlp(nn, Value, fused=False):
+    """MLP(3, [4, 4, 1]) on either engine, after backward(); micrograd's own graph unless
+    fused (nn.fused is ours only)."""
+    random.seed(5)
+    model = nn.MLP(3, [4, 4, 1])
+    x = [Value(1.0), Value(-2.0), Value(0.5)]
+    if fused:
+        out = model(x)
+    else:
+        with (nn.fused(False) if hasattr(nn, "fused") else _nothing()):
+            out = model(x)
+    out.backward()
+    return out
+
+
+class _nothing:
+    def __enter__(self):
+        pass
+
+    def __exit__(self, *exc):
+        pass
+
+
+GRAPHS = {
+    "notebook neuron": viz.neuron,
+    "micrograd's MLP graph": lambda: lecture_mlp(nn, Value),
+    "fused MLP": lambda: lecture_mlp(nn, Value, fused=True),
+    "upstream's MLP": lambda: lecture_mlp(micrograd.nn, micrograd.engine.Value),
+    "shared leaves": lambda: (lambda a, b: (a * b + a * a + b).relu())(Value(2.0), Value(2.0)),
+    "twin chains": lambda: twin_chains(),
+    "equal weights, no backward": lambda: equal_weights(),
+}
+
+
+def twin_chains():
+    """Two equal chains from two equal leaves, and a third leaf shared by one of them."""
+    a, b, c = Value(1.0), Value(1.0), Value(1.0)
+    for _ in range(20):
+        a, b = (a * 1.0).relu(), (b * 1.0).relu()
+    return a * b + (a + c)
+
+
+def equal_weights():
+    """A layer whose neurons are all alike: they tie everywhere, and only their inputs differ."""
+    layer = nn.Layer(3, 4)
+    for p in layer.parameters():
+        p.data = 0.5
+    with nn.fused(False):
+        return sum(layer([Value(1.0), Value(2.0), Value(1.0)]))
+
+
+@pytest.mark.parametrize("make", GRAPHS.values(), ids=GRAPHS.keys())
+def test_the_same_graph_built_again_draws_the_same_source(make):
+    # built five times and all kept alive: their nodes have other addresses, so their sets
+    # of children iterate in other orders
+    roots = [make() for _ in range(5)]
+    sources = [viz.draw_dot(root).source for root in roots]
+    assert sources.count(sources[0]) == 5, "\n\n".join(sources[:2])
+    nodes = viz.trace(roots[0])[0]
+    assert not any(str(id(n)) in sources[0] for n in nodes)  # named by place, not address
+    assert sources[0].count("shape=record") == len(nodes)
+
+
+def test_the_same_graph_in_another_process_draws_the_same_source():
+    code = f"""
+        import sys
+        sys.path.insert(0, {str(__import__("conftest").ROOT + "/tests")!r})
+        from test_viz import lecture_mlp
+        from micrograd_cy import nn, viz, Value
+        print(viz.draw_dot(lecture_mlp(nn, Value)).source)
+    """
+    first, second = run_probe(code), run_probe(code)
+    assert first == second and first.count("shape=record") > 100
+
+
+def test_walk_puts_children_before_parents_and_the_root_last():
+    root = lecture_mlp(nn, Value)
+    nodes, edges = viz.walk(root)
+    place = {n: i for i, n in enumerate(nodes)}
+    assert nodes[-1] is root and len(place) == len(nodes) == len(viz.trace(root)[0])
+    assert len(edges) == len(set(edges)) == len(viz.trace(root)[1])
+    assert all(place[child] < place[parent] for child, parent in edges)
