@@ -203,7 +203,9 @@ class Neuron(Module):
 
     def __call__(self, x: Sequence[Operand]) -> Value:
         if _fused_here.get(_fused_everywhere):
-            return Value.dot(self.w, x, self.b, relu=bool(self.nonlin))
+            if Value.relu is _VALUE_RELU or not self.nonlin:
+                return Value.dot(self.w, x, self.b, relu=bool(self.nonlin))
+            return Value.dot(self.w, x, self.b).relu()  # a relu patched onto Value
         act = sum((wi*xi for wi, xi in zip(self.w, x)), self.b)  # upstream's, node for node
         return act.relu() if self.nonlin else act
 
@@ -230,7 +232,7 @@ class Layer(Module):
         if not self._fresh[0]:
             self._read_neurons()
         if self._matvec is None or Neuron.__call__ is not _NEURON_CALL \
-                or not _fused_here.get(_fused_everywhere):
+                or Value.relu is not _VALUE_RELU or not _fused_here.get(_fused_everywhere):
             out = [n(x) for n in self.neurons]
         else:
             rows, biases, relu = self._matvec
@@ -329,8 +331,11 @@ def _call_each(layers: Sequence[Layer], x: Any) -> Output:
 
 
 # the stock calls, which the fused paths reproduce: a class patched with another is called
+# (Value.relu too: upstream's neuron calls act.relu(), which users patch)
 _NEURON_CALL = Neuron.__call__
-_STOCK_CALLS = ((Neuron, "__call__", _NEURON_CALL), (Layer, "__call__", Layer.__call__))
+_VALUE_RELU = vars(Value)["relu"]
+_STOCK_CALLS = ((Neuron, "__call__", _NEURON_CALL), (Layer, "__call__", Layer.__call__),
+                (Value, "relu", _VALUE_RELU))
 
 
 # -- saving and loading: a versioned JSON document -------------------------------------------

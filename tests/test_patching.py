@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from micrograd_cy import Value
+from micrograd_cy import Value, nn
 
 
 @pytest.fixture
@@ -130,6 +130,26 @@ def test_a_subclass_is_a_python_class():
     Mine.ln = lambda self: self.log()
     assert Mine(2.0) * 3 == "mine" and Mine(1.0).ln().data == 0.0
     assert not hasattr(Value, "ln")
+
+
+def test_patched_relu_reaches_nn_as_upstream_calls_it(patch):
+    # upstream's Neuron calls act.relu(): a patched relu must change what our fused
+    # neurons, layers and one-node MLPs compute, not be skipped by them
+    import random
+    random.seed(5)
+    model = nn.MLP(3, [4, 1])
+    x = [0.5, -1.0, 2.0]
+    plain = model(x).data
+    leaky = lambda self: self.relu_stock() if self.data > 0 else self * 0.5  # noqa: E731
+    patch(Value, "relu_stock", vars(Value)["relu"])
+    patch(Value, "relu", leaky)
+    patched = model(x).data
+    neurons = [n(x) for n in model.layers[0].neurons]
+    expected = model.layers[1].neurons[0](neurons).data
+    assert patched == expected and patched != plain
+    layer = nn.Layer(3, 4)  # a layer alone: its matvec path
+    assert [v.data for v in layer(x)] == [n(x).data for n in layer.neurons]
+    assert any(v.data < 0 for v in layer(x))  # the patched relu let negatives through
 
 
 def test_patching_from_two_threads():
