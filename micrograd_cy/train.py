@@ -112,25 +112,20 @@ def loss_of(model: nn.MLP, X: Any, y: Any, classes: int,
     if classes == 2:
         losses = [(1 + -yi*si).relu() for yi, si in zip(y, scores)]
     else:
-        losses = [_cross_entropy(logits, yi) for logits, yi in zip(scores, y)]
+        losses = [Value.cross_entropy(logits, yi) for logits, yi in zip(scores, y)]
     return mean_loss(losses, model.parameters(), alpha), scores
-
-
-def _cross_entropy(logits: Sequence[Value], label: int) -> Value:
-    # log(sum(exp(z))) - z[label], with z shifted by its max: the same value, no overflow
-    top = max(z.data for z in logits)
-    return Value.sum([(z - top).exp() for z in logits]).log() - (logits[label] - top)
 
 
 def memory_needed(sizes: Sequence[int], rows: int) -> int:
     """An upper bound on the bytes an MLP of these sizes and a step of loss_of over `rows`
     samples hold: the model and its calls (nn.memory_needed); a sample's loss ((1 + -y*s).relu(),
-    five nodes with its constants; the cross-entropy over k outputs, 3k + 4 and a sum of k)
+    five nodes with its constants; the cross-entropy over k outputs, one node of k + 1
+    children and its target's leaf)
     and its Python objects (its row as a list of floats, its label, its places in lists);
     the mean and the L2 term over them. Each node is counted with its place in an order."""
     node = NODE_SIZE + CHILD_SIZE
     k = sizes[-1]
-    loss = 5 * node if k == 1 else (3 * k + 4) * node + k * CHILD_SIZE
+    loss = 5 * node if k == 1 else 2 * node + (k + 1) * CHILD_SIZE
     python = 56 + (CHILD_SIZE + 32) * sizes[0] + 64
     parameters = sum((n_in + 1) * n_out for n_in, n_out in zip(sizes, sizes[1:]))
     total = 7 * node + CHILD_SIZE * (rows + 2 * parameters)
