@@ -65,18 +65,23 @@ def walk(root: Node) -> tuple[list[Node], list[tuple[Node, Node]]]:
     is built, whatever addresses its nodes got: children before their parents, as they were
     built, root last; edges run from child to parent, each once. No recursion.
 
-    A node's children come as a set (`_prev`), which iterates in the order of their
-    addresses: they are taken in the order of where each stands in the graph instead (_places)."""
+    Our Values (and microgpt's) give their children in order (`_children`), which is taken.
+    Upstream's give a set (`_prev`), which iterates in the order of their addresses: they are
+    taken in the order of where each stands in the graph instead (_places)."""
     children: dict[Node, list[Node]] = {}
+    unordered = False
     stack = [root]
     while stack:
         v = stack.pop()
         if v not in children:
-            children[v] = list(v._prev)
+            ordered = getattr(v, "_children", None)
+            unordered |= ordered is None
+            children[v] = list(dict.fromkeys(v._prev if ordered is None else ordered))
             stack.extend(children[v])
-    place = _places(root, children)
-    for kids in children.values():
-        kids.sort(key=place.__getitem__)
+    if unordered:
+        place = _places(root, children)
+        for kids in children.values():
+            kids.sort(key=place.__getitem__)
     nodes = _children_first(root, children)
     return nodes, [(child, v) for v in nodes for child in children[v]]
 

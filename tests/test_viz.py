@@ -159,3 +159,13 @@ def test_walk_puts_children_before_parents_and_the_root_last():
     assert nodes[-1] is root and len(place) == len(nodes) == len(viz.trace(root)[0])
     assert len(edges) == len(set(edges)) == len(viz.trace(root)[1])
     assert all(place[child] < place[parent] for child, parent in edges)
+
+
+def test_walk_takes_our_children_in_their_order():
+    # two leaves alike in every way the digest sees: our _children says which came first
+    from micrograd_cy.viz import walk
+    x, y = Value(1.0), Value(1.0)
+    z = y * x + x
+    nodes, edges = walk(z)
+    assert nodes[:2] == [y, x] and nodes[-1] is z
+    assert walk(z) == (nodes, edges)

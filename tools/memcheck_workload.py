@@ -320,6 +320,71 @@ def callbacks_and_threads():
         sys.setswitchinterval(was)
 
 
+def extensions():
+    """Issue 22's entry points: attributes (released last when a node is freed, by code that
+    builds), the class patched and unpatched, microgpt's Value and every node's local
+    gradients, the ops with a constant or a target child, and micrograd_cy.functional."""
+    from micrograd_cy import functional as F
+
+    class Builds:
+        def __del__(self):
+            (Value(0.5) * 2.0).tanh().backward()
+
+    chain = Value(1.0)
+    for _ in range(50):
+        chain = chain * 1.01
+        chain.note, chain.payload = "n", Builds()
+    chain.m = 0.0
+    del chain.m
+    kept = Value(1.0)
+    kept.m, kept.tags = 0.5, ["x"]
+    pickle.loads(pickle.dumps(kept))
+    copy.deepcopy(Value(2.0)).__dict__.update(k=1)
+    del chain
+
+    Value.ln = lambda self: self.log()
+    Value.__ge__ = lambda self, other: self.data >= float(other)
+    assert (Value(2.0) * 3).ln().data > 0 and Value(3.0) >= 2
+    del Value.ln, Value.__ge__
+    for name in ("__mul__", "data", "__init__"):
+        try:
+            setattr(Value, name, None)
+        except TypeError:
+            pass
+
+    a, b = Value(0.7), Value(-1.2)
+    given = Value(a.data * b.data, (a, b), (b.data, a.data))
+    nodes = [given, a * a, a - a, a / b, a ** b, Value.dot([a, b], [b, a], a, relu=True),
+             a.abs(), b.softplus(), a.gelu(), b.leaky_relu(0.2), Value.logsumexp([a, b, 1000.0])]
+    target = Value(1.0)
+    loss = Value.cross_entropy([a, b, 1000.0], target)
+    for node in nodes + [loss]:
+        assert len(node._local_grads) == len(node._children)
+    Value.sum(nodes + [loss]).backward()
+    target.data = 0.0
+    loss.forward().backward()
+    target.data = 5.0
+    try:
+        loss.forward()
+    except IndexError:
+        pass
+    try:
+        nn.MLP(2, [2, 1])([1.0, 2.0])._local_grads
+    except TypeError:
+        pass
+
+    logits = [Value(float(i)) for i in range(5)]
+    out = Value.sum(F.softmax(logits) + F.log_softmax(logits) + F.rmsnorm(logits)
+                    + F.linear(logits, [[0.1] * 5, [0.2] * 5], [0.0, 1.0]))
+    (out + F.cross_entropy(logits, Value(3.0))).backward()
+    for bad in (lambda: F.softmax([]), lambda: F.cross_entropy(logits, 9),
+                lambda: F.rmsnorm(logits, eps=-1.0), lambda: b.leaky_relu("x")):
+        try:
+            bad()
+        except (ValueError, IndexError, TypeError):
+            pass
+
+
 def main(scale=1):
     for _ in range(scale):
         ops()
@@ -329,6 +394,7 @@ def main(scale=1):
         optim_and_subclass()
         net()
         callbacks_and_threads()
+        extensions()
     deep_and_wide(20000 * scale)
     training(5 * scale)
     print("workload done")
