@@ -550,6 +550,27 @@ def test_the_differences_are_as_docs_differences_says():
     neuron = nn.Neuron(1, nonlin=False)
     neuron.w = [Doubling(1.5)]
     assert neuron([2.0]).data == 3.0
+    with nn.fused(False):
+        assert neuron([2.0]).data == 6.0
+        # ...and the lecture's graph, node for node
+        assert [n._op for n in [nn.Neuron(2)([1.0, 2.0])]] == ["ReLU"]
+    # microgpt's local gradients in the third place give a rule
+    x = Value(3.0)
+    (Value(9.0, (x,), (6.0,)) * 1.0).backward()
+    assert x.grad == 6.0
+    # the class takes patches but for the engine's names; its metaclass is the engine's
+    Value.ln = lambda self: self.log()
+    try:
+        assert (Value(1.0) * 1.0).ln().data == 0.0
+    finally:
+        del Value.ln
+    with pytest.raises(TypeError, match="cannot be replaced"):
+        Value.__mul__ = lambda self, other: None
+    import abc
+    with pytest.raises(TypeError, match="metaclass conflict"):
+        type("Both", (Value, abc.ABC), {})
+    both = type("Meta", (type(Value), abc.ABCMeta), {})("Both", (Value, abc.ABC), {})
+    assert both(2.0).data == 2.0
     from conftest import upstream_nn
     from micrograd_cy import engine
     up = upstream_nn(engine).Neuron(1, nonlin=False)
