@@ -31,11 +31,11 @@ settings.register_profile("release", max_examples=20_000, deadline=None,
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # PyTorch, the oracle, is in the test extra for the Python it has a wheel for. Tests that need
-# it are marked `torch` (test_ops_torch.py whole, elsewhere any test taking the `torch`
+# it are marked `torch` (test_ops_torch.py and test_functional.py whole, elsewhere any test taking the `torch`
 # fixture), so the other Pythons run the rest with -m "not torch" (noxfile.py). Without torch
 # and without that flag the run stops: a suite that silently lost its oracle is not green.
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
-collect_ignore = [] if HAVE_TORCH else ["test_ops_torch.py"]
+collect_ignore = [] if HAVE_TORCH else ["test_ops_torch.py", "test_functional.py"]
 
 
 def pytest_configure(config):

@@ -12,6 +12,8 @@ import torch.nn.functional as TF
 from micrograd_cy import Value
 from micrograd_cy import functional as F
 
+pytestmark = pytest.mark.torch  # PyTorch is the oracle of every test here
+
 
 def close(ours, theirs, tol=1e-12):
     return math.isclose(ours, theirs, rel_tol=tol, abs_tol=tol)

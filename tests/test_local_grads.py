@@ -7,7 +7,6 @@ import pickle
 import random
 
 import pytest
-import torch
 
 from micrograd_cy import Value, nn
 from micrograd_cy.viz import trace
@@ -23,7 +22,7 @@ def gelu(x):
     return Value(0.5 * x.data * (1 + t), (x,), (d,))
 
 
-def test_an_op_written_microgpts_way_backpropagates_in_c():
+def test_an_op_written_microgpts_way_backpropagates_in_c(torch):
     x = Value(0.7)
     y = gelu(x * 2) * x
     y.backward()
@@ -123,7 +122,7 @@ def test_a_backward_walking_children_and_local_grads_gives_backwards_numbers(see
     (lambda x: x ** x, lambda x: x ** x),
     (lambda x: Value.dot([x, x], [x, Value(3.0)], x), lambda x: x * x + x * 3.0 + x),
 ])
-def test_a_child_in_two_places_gets_each_places_own(build, torch_op):
+def test_a_child_in_two_places_gets_each_places_own(build, torch_op, torch):
     x = Value(1.3)
     node = build(x)
     t = [torch.tensor(1.3, dtype=torch.float64, requires_grad=True) for _ in node._children]
