@@ -280,7 +280,7 @@ cdef object _pow_node(Value a, object other):
     return _unary_const(POW, a, c, INT_EXPONENT if integral else 0)
 
 
-cdef Value _unary_const(unsigned char op, Value a, double c, unsigned char flags):
+cdef inline Value _unary_const(unsigned char op, Value a, double c, unsigned char flags):
     """The node of an op of one child and a number c kept in the node (POW, LEAKY_RELU)."""
     _ready(a)
     cdef Value out = _new(op)

@@ -171,12 +171,13 @@ child; microgpt's form, Value(data, children, local_grads), gives them in the th
         if self._opcode != LEAF or self._flags & INITIALIZED:
             raise RuntimeError("Value.__init__ may run only once per Value")
         self._flags |= INITIALIZED  # first: what follows can run Python code, which may call it
+        cdef str name = '' if not isinstance(_op, str) else _op
         if not isinstance(_op, str):  # microgpt's Value(data, children, local_grads)
             if _op is None or grads is not None:
                 raise TypeError("the third argument is the op's name (a str) or, as in "
                                 "microgpt, the local gradients (a sequence of numbers, which "
                                 "grads= gives too: give them once)")
-            _op, grads = '', _op
+            grads = _op
         self._data = _data_arg(data)
         local = None if grads is None else _numbers(grads)  # Python code (a __float__) runs here
         children = PySequence_Fast(_children, "_children must be a sequence of Values")
@@ -198,9 +199,9 @@ child; microgpt's form, Value(data, children, local_grads), gives them in the th
                 for i in range(n):
                     given[i] = local[i]
                 self._opcode = GIVEN
-        if _op or label:
+        if name or label:
             aux = _aux_of(self)
-            aux.op_name = _op
+            aux.op_name = name
             aux.label = label
         self._flags |= READY
         _debug_check()

@@ -509,11 +509,15 @@ _OP_NAMES.update({LEAF: '', CUSTOM: '', ADD: '+', SUB: '-', MUL: '*', DIV: '/', 
 # _eval must be inlined into the per-node loops (the replay, Value.evaluate): called once a
 # node, replaying upstream nn.py's graph took 1.66x as long (A/B in alternating processes).
 # The C compiler weighs its size against a limit, which the NET branch tipped: forced here,
-# by its C name (tests/test_kernels.py checks that Cython still gives it that name).
+# by its C name (tests/test_kernels.py checks that Cython still gives it that name). So is
+# _backprop's adding copy, into backward()'s loop over a cached order: the six ops of issue 22
+# tipped it, and replaying upstream nn.py's graph took 19% more instructions (callgrind).
 cdef extern from *:
     """
     #if defined(__GNUC__) || defined(__clang__)
     static CYTHON_INLINE int __pyx_f_12micrograd_cy_6engine__eval(PyObject *) __attribute__((always_inline));
+    struct __pyx_t_12micrograd_cy_6engine__Adding;
+    static CYTHON_INLINE void __pyx_fuse_0__pyx_f_12micrograd_cy_6engine__backprop(PyObject *, struct __pyx_t_12micrograd_cy_6engine__Adding *) __attribute__((always_inline));
     #endif
     """
 

@@ -50,11 +50,16 @@ def test_the_c_names_the_engine_gives_attributes_are_cythons(annotated):
     the attribute would silently stop applying."""
     c = (annotated / "engine.c").read_text()
     value = "struct __pyx_obj_12micrograd_cy_6engine_Value *"
-    declared = re.findall(r"static CYTHON_INLINE (?:int |struct \w+ \*)(\w+)\(([^)]*)\) "
+    declared = re.findall(r"static CYTHON_INLINE (?:int |void |struct \w+ \*)(\w+)\(([^)]*)\) "
                           r"__attribute__\(\(always_inline\)\)", c)
+    adding = "struct __pyx_t_12micrograd_cy_6engine__Adding *"
     assert declared == [("__pyx_f_12micrograd_cy_6engine__eval", "PyObject *"),
+                        ("__pyx_fuse_0__pyx_f_12micrograd_cy_6engine__backprop",
+                         f"PyObject *, {adding}"),
                         ("__pyx_f_12micrograd_cy_6engine__binary",
                          f"unsigned char, {value}, {value}")]
+    assert ("static CYTHON_INLINE void __pyx_fuse_0__pyx_f_12micrograd_cy_6engine__backprop("
+            f"PyObject *__pyx_v_node, {adding}__pyx_v_m) {{") in c
     assert "static CYTHON_INLINE int __pyx_f_12micrograd_cy_6engine__eval(PyObject *__pyx_v_node) {" in c
     assert (f"static CYTHON_INLINE {value}__pyx_f_12micrograd_cy_6engine__binary(unsigned char "
             f"__pyx_v_op, {value}__pyx_v_a, {value}__pyx_v_b) {{") in c
