@@ -259,7 +259,7 @@ cdef class Optimizer:
                 group["params"] = list(range(n))
             finally:
                 PyMem_Free(copy)
-            if self._version == version and len(names) == k:
+            if self._version == version:  # else a step or a load came in between: again
                 return {"state": state, "param_groups": [group]}
 
     def load_state_dict(self, state_dict):
@@ -386,6 +386,9 @@ p -= lr * g."""
     cdef double _momentum, _dampening, _weight_decay
     cdef bint _nesterov
 
+    def __cinit__(self):
+        self._lr = 0.01  # the defaults: one whose __init__ has not run is an empty SGD
+
     def __init__(self, params, lr=0.01, momentum=0, dampening=0, weight_decay=0,
                  nesterov=False):
         self._setup(params, {"lr": lr, "momentum": momentum, "dampening": dampening,
@@ -485,6 +488,10 @@ p += (-lr / (1 - beta1**t)) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)."""
     cdef bint _amsgrad
     cdef bint _decoupled  # AdamW: p *= 1 - lr * weight_decay in place of adding to g
 
+    def __cinit__(self):
+        # the defaults: one whose __init__ has not run is an empty Adam
+        self._lr, self._beta1, self._beta2, self._eps = 1e-3, 0.9, 0.999, 1e-8
+
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
                  amsgrad=False):
         self._setup(params, {"lr": lr, "betas": betas, "eps": eps,
@@ -583,7 +590,7 @@ torch.optim.AdamW: Adam with decoupled weight decay (each step first multiplies 
 1 - lr * weight_decay, and g is the grad alone)."""
 
     def __cinit__(self):
-        self._decoupled = True
+        self._decoupled, self._weight_decay = True, 1e-2
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
                  amsgrad=False):

@@ -111,7 +111,7 @@ class LambdaLR(LRScheduler):
     """lr = base_lr * lr_lambda(epoch) (torch.optim.lr_scheduler.LambdaLR).
 
     As torch's, its state_dict keeps lr_lambda's __dict__ only when it is a callable
-    object, not a function or a lambda.
+    object, not a function or a lambda (nor a builtin, which has none).
     """
 
     _kept = ("optimizer", "lr_lambdas")
@@ -135,8 +135,8 @@ class LambdaLR(LRScheduler):
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        state["lr_lambdas"] = [None if _is_function(fn) else dict(fn.__dict__)
-                               for fn in self.lr_lambdas]
+        state["lr_lambdas"] = [None if _is_function(fn) or not hasattr(fn, "__dict__")
+                               else dict(fn.__dict__) for fn in self.lr_lambdas]
         return state
 
     def _check_state(self, state_dict: dict[str, Any], who: str) -> None:
