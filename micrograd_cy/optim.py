@@ -31,7 +31,7 @@ class LRScheduler:
     from the one before, so the numbers match torch's to the bit).
     """
 
-    _kept = ("optimizer",)  # attributes that are not state: load_state_dict leaves them
+    _kept: tuple[str, ...] = ("optimizer",)  # not state: load_state_dict leaves them
 
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
         if not isinstance(optimizer, Optimizer):
