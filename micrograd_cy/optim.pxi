@@ -522,6 +522,7 @@ p += (-lr / (1 - beta1**t)) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)."""
     cdef bint _counts_steps(self) noexcept:
         return True
 
+    @cython.cdivision(True)  # no zero divisor: 1 - beta**t > 0 and denom >= eps > 0
     cdef int _update(self, double lr) except -1:
         cdef Py_ssize_t i, n = self._n
         cdef PyObject** ps = self._params

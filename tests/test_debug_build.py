@@ -11,7 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ON_DEBUG = ["test_faults.py", "test_hostile.py", "test_state_machine.py", "test_ops_torch.py",
-            "test_dropin.py", "test_batch.py", "test_net.py", "test_reentrancy.py"]
+            "test_dropin.py", "test_batch.py", "test_net.py", "test_reentrancy.py",
+            "test_optim.py"]
 
 
 @pytest.fixture(scope="module")
