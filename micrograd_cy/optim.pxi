@@ -214,7 +214,13 @@ cdef class Optimizer:
 
     def step(self, lr=None):
         """Update every parameter from its grad, at self.lr (or at lr, for this step only)."""
-        cdef double rate = self._lr if lr is None else _rate(lr, type(self).__name__, "lr")
+        cdef double rate
+        if lr is None:
+            rate = self._lr
+        elif type(lr) is float and isfinite(<double>lr) and <double>lr >= 0.0:
+            rate = lr  # the schedule's float, each step: no name looked up
+        else:
+            rate = _rate(lr, type(self).__name__, "lr")
         if self._n:
             self._update(rate)
             self._version += 1
@@ -250,6 +256,8 @@ cdef class Optimizer:
                 names = self._slots(group)
                 counts = self._counts_steps()
                 state = {}
+                if len(names) != k and has:  # a load came in between: the copy is of another
+                    continue
                 if has and (k or counts):
                     for i in range(n):
                         entry = {"step": steps} if counts else {}
@@ -282,12 +290,13 @@ cdef class Optimizer:
         _same_keys(group, tuple(self._group()) + ("params",), who, "param_groups[0]")
         hyper = self._read(group, who)
         ids = group["params"]
-        if not isinstance(ids, (list, tuple)) or len(ids) != n or \
+        # a snapshot, then checked: reading it, or the state's values, may run code that edits it
+        ids = list(ids) if isinstance(ids, (list, tuple)) else None
+        if ids is None or len(ids) != n or \
                 not all(isinstance(p, int) and not isinstance(p, bool) for p in ids) or \
                 len(set(ids)) != n:
             raise ValueError(f"{who}: param_groups[0]['params'] must be {n} distinct ints, "
                              f"one for each parameter")
-        ids = list(ids)  # a snapshot: the state's values may run code that edits it
         saved = state_dict["state"]
         if not isinstance(saved, dict):
             raise TypeError(f"{who}: state must be a dict, not {type(saved).__name__!r}")

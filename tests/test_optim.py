@@ -626,12 +626,20 @@ def test_numbers_that_run_engine_code_and_the_optimizer_itself_while_read(cls):
         yield a
         meddle()
 
+    numbers = {SGD: dict(momentum=0.5, dampening=0.25, weight_decay=0.1),
+               Adam: dict(betas=(0.8, 0.9), eps=1e-6, weight_decay=0.1),
+               AdamW: dict(betas=(0.8, 0.9), eps=1e-6, weight_decay=0.1)}[cls]
+
+    def hostile(x):
+        return tuple(map(hostile, x)) if isinstance(x, tuple) else Hostile(x, meddle)
+
     new = cls.__new__(cls)
-    new.__init__(params(), lr=Hostile(0.1, meddle))
+    new.__init__(params(), lr=Hostile(0.1, meddle),
+                 **{key: hostile(value) for key, value in numbers.items()})
     assert new.params == [a] and new.lr == 0.1
     a.grad = 1.0
     new.step(Hostile(0.1, meddle))  # the inner step runs first: two steps, each whole
-    reference = cls([Value(1.0)], lr=0.1)
+    reference = cls([Value(1.0)], lr=0.1, **numbers)
     reference.params[0].grad = 1.0
     reference.step()
     reference.step()
@@ -694,6 +702,48 @@ def test_a_state_dict_taken_while_another_thread_steps_is_the_state_of_one_step(
     _, seen = run_in_threads([("step",), ("read",)], task=work)
     for state in seen:
         assert state == states[state["state"][0]["step"]]
+
+
+def test_a_state_dict_taken_while_garbage_collections_load_others_is_one_of_them():
+    """A garbage collection may run Python code at any allocation, state_dict's own among
+    them: here a collector callback loads one state or another, with other hyperparameters
+    and another number of arrays, while state_dict builds its dicts from the one before."""
+    import gc
+    opt = _trained(Adam, amsgrad=True)
+    one, other = opt.state_dict(), _trained(Adam, lr=0.5, betas=(0.5, 0.6)).state_dict()
+    loads = []
+
+    def callback(phase, info):
+        if phase == "start" and len(loads) < 300:
+            loads.append(1)
+            opt.load_state_dict(other if len(loads) % 2 else one)
+
+    threshold = gc.get_threshold()
+    gc.callbacks.append(callback)
+    gc.set_threshold(1)  # a collection at almost every allocation
+    try:
+        seen = [opt.state_dict() for _ in range(30)]
+    finally:
+        gc.callbacks.remove(callback)
+        gc.set_threshold(*threshold)
+    assert len(loads) > 30 and all(state in (one, other) for state in seen)
+    assert one in seen and other in seen
+
+
+def test_params_ids_that_change_between_reads_are_read_once():
+    opt = _trained(SGD, momentum=0.9)
+    saved = opt.state_dict()
+
+    class Shifty(list):  # each iteration one id fewer: a second read would be short
+        reads = 0
+
+        def __iter__(self):
+            Shifty.reads += 1
+            return iter(list.__iter__(self) if Shifty.reads == 1 else [0])
+
+    saved["param_groups"][0]["params"] = Shifty([0, 1, 2])
+    opt.load_state_dict(saved)
+    assert Shifty.reads == 1 and opt.state_dict()["state"] == saved["state"]
 
 
 def test_a_parameter_is_read_in_c_never_through_python():
