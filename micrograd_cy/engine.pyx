@@ -24,7 +24,7 @@ include "order.pxi"   # the walks that order a graph, and the backward and repla
 include "build.pxi"   # Python numbers and sequences into leaves and op nodes: every builder
 include "net.pxi"     # a one-output MLP as one node: the NET and PARAMS rules, and Net
 include "batch.pxi"   # Value.evaluate: a graph evaluated on many rows of inputs in one call
-include "optim.pxi"   # SGD: the update and zero_grad over the parameters, in C
+include "optim.pxi"   # SGD, Adam, AdamW: torch.optim's updates over the parameters, in C
 include "debug.pxi"   # the debug build's invariant checks and failing allocations
 
 

@@ -78,7 +78,7 @@ def test_the_type_stub_matches_the_compiled_module():
     names = set(classes) | {n.target.id for n in tree.body if isinstance(n, ast.AnnAssign)}
     public = {name for name in vars(engine) if not name.startswith("_") and name != "numbers"}
     assert names >= public, f"not in engine.pyi: {public - names}"
-    for cls in ["Value", "Net", "SGD"]:
+    for cls in ["Value", "Net", "Optimizer", "SGD", "Adam", "AdamW"]:
         _check_stubbed_class(getattr(engine, cls), classes[cls])
 
 

@@ -15,7 +15,7 @@ USER_SCRIPT = '''
 from micrograd_cy import Value
 from micrograd_cy.engine import SGD as EngineSGD
 from micrograd_cy.nn import MLP
-from micrograd_cy.optim import SGD
+from micrograd_cy.optim import SGD, Adam, LinearLR
 from micrograd_cy.viz import draw_dot
 
 model = MLP(2, [4, 1])
@@ -29,6 +29,11 @@ opt.zero_grad()
 loss.backward()
 opt.step()
 dot = draw_dot(loss)
+adam = Adam(params, lr=0.01, betas=(0.85, 0.99))
+schedule = LinearLR(adam, 1.0, 0.0, total_iters=10)
+adam.step()
+schedule.step()
+adam.load_state_dict(adam.state_dict())
 
 reveal_type(model)
 reveal_type(model([1.0, 2.0]))
@@ -36,6 +41,8 @@ reveal_type(params)
 reveal_type(state)
 reveal_type(opt)
 reveal_type(EngineSGD)
+reveal_type(adam)
+reveal_type(schedule.get_last_lr())
 reveal_type(dot)
 reveal_type(loss)
 reveal_type(loss.data)

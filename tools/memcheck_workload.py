@@ -191,26 +191,58 @@ def training(steps):
 
 
 def optim_and_subclass():
-    """optim.SGD, and a subclass's instances in a graph. (Not Value.evaluate: it needs numpy,
-    and importing numpy under valgrind reports invalid reads in the dynamic loader and
-    definite leaks in numpy's own init, which this run's policy fails on.)"""
+    """optim's SGD (every option), Adam and AdamW: steps, state_dict and load_state_dict
+    (good, bad, and re-entered from a number's float()), pickles, a schedule; and a
+    subclass's instances in a graph. (Not Value.evaluate: it needs numpy, and importing numpy
+    under valgrind reports invalid reads in the dynamic loader and definite leaks in numpy's
+    own init, which this run's policy fails on.)"""
     random.seed(1)
     model = nn.MLP(2, [6, 6, 3])
-    from micrograd_cy.optim import SGD
-    opt = SGD(model.parameters(), lr=0.05)
-    loss = Value.sum(model([0.5, -0.5])) * 0.3
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
-    opt.step(0.01)
-    pickle.loads(pickle.dumps(opt)).step()
+    from micrograd_cy.optim import SGD, Adam, AdamW, CosineAnnealingLR
+    opts = [SGD(model.parameters(), lr=0.05),
+            SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+            SGD(model.parameters(), lr=0.05, momentum=0.5, dampening=0.1),
+            Adam(model.parameters(), lr=0.01, amsgrad=True), AdamW(model.parameters())]
+    for opt in opts:
+        schedule = CosineAnnealingLR(opt, 3)
+        for _ in range(2):
+            loss = Value.sum(model([0.5, -0.5])) * 0.3
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            schedule.step()
+        opt.step(0.01)
+        state = opt.state_dict()
+        opt.load_state_dict(state)
+        copy.deepcopy(opt)
+        pickle.loads(pickle.dumps(opt)).step()
+        bad = copy.deepcopy(state)
+        bad["param_groups"][0]["lr"] = -1.0
+        try:
+            opt.load_state_dict(bad)
+        except ValueError:
+            pass
+
+    class Reenters(float):
+        def __float__(self):  # a load and a step while the state is read
+            opts[3].load_state_dict(fresh)
+            opts[3].step()
+            return float.__float__(self)
+    fresh = opts[3].state_dict()
+    hostile = copy.deepcopy(fresh)
+    hostile["state"][0]["exp_avg"] = Reenters(0.5)
+    opts[3].load_state_dict(hostile)
+    half = Adam.__new__(Adam)
+    half.step()
+    half.load_state_dict(half.state_dict())
     p = model.parameters()[0]
     for bad in ([Value(1.0) * 2.0], [p, p], [1.0]):
-        try:
-            SGD(bad)
-        except (TypeError, ValueError):
-            pass
-    del opt
+        for cls in (SGD, Adam, AdamW):
+            try:
+                cls(bad)
+            except (TypeError, ValueError):
+                pass
+    del opts, half
 
     class Sub(Value):
         pass
