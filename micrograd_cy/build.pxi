@@ -309,7 +309,7 @@ cdef Value _cross_entropy(object logits, object target):
             raise TypeError(f"cross_entropy: the target is a class index, an int or a Value "
                             f"holding one, not {type(target).__name__!r}")
         target = Value(float(_index(target)))
-    return _nary_node(CROSS_ENTROPY, 0, logits, None, target, 0, 0)
+    return _nary_node(CROSS_ENTROPY, 0, logits, None, target, OFF_TAPE, 0)  # a child as any
 
 
 cdef int _set_kids(Value out, object items, Py_ssize_t extra) except -1:

@@ -405,14 +405,16 @@ cdef inline void _dot_bwd(PyObject* node, double g, _Mode* m) noexcept:
 
 # -- LOGSUMEXP: log(exp(k0) + exp(k1) + ...), shifted by the largest kid as PyTorch shifts it
 #    (by 0 where that is infinite): never overflows; d(out)/d(k_i) = exp(k_i - out)
-cdef inline double _log_sum_exp(PyObject** kids, unsigned int n, double* shift) noexcept:
-    """log(sum(exp(kids[i] - shift))), shift the largest of the n kids' data."""
+cdef inline double _log_sum_exp(PyObject** kids, unsigned int n, double* shift,
+                                bint finite_shift) noexcept:
+    """log(sum(exp(kids[i] - shift))), shift the largest of the n kids' data (0 where that is
+    infinite and finite_shift: torch.logsumexp's rule; log_softmax shifts by it all the same)."""
     cdef unsigned int i
     cdef double top = -INFINITY, s = 0.0
     for i in range(n):
         if _val(kids[i]) > top:
             top = _val(kids[i])
-    if isinf(top):
+    if finite_shift and isinf(top):
         top = 0.0
     for i in range(n):
         s += exp(_val(kids[i]) - top)
@@ -421,7 +423,7 @@ cdef inline double _log_sum_exp(PyObject** kids, unsigned int n, double* shift) 
 
 cdef inline int _logsumexp_fwd(PyObject* node, double* out) noexcept:
     cdef double shift
-    out[0] = _log_sum_exp((<Value>node)._s.kids, (<Value>node)._n, &shift) + shift
+    out[0] = _log_sum_exp((<Value>node)._s.kids, (<Value>node)._n, &shift, True) + shift
     return OK
 
 cdef inline void _logsumexp_bwd(PyObject* node, double g, _Mode* m) noexcept:
@@ -445,7 +447,7 @@ cdef inline int _cross_entropy_fwd(PyObject* node, double* out) noexcept:
     cdef double shift, l
     if t < 0:
         return ERR_TARGET
-    l = _log_sum_exp(kids, (<Value>node)._n - 1, &shift)
+    l = _log_sum_exp(kids, (<Value>node)._n - 1, &shift, False)
     out[0] = -((_val(kids[t]) - shift) - l)
     return OK
 
@@ -459,7 +461,7 @@ cdef inline void _cross_entropy_bwd(PyObject* node, double g, _Mode* m) noexcept
         for i in range(n):
             _give_none(kids[i], m)
         return
-    l = _log_sum_exp(kids, n, &shift)
+    l = _log_sum_exp(kids, n, &shift, False)
     for i in range(n):
         p = exp((_val(kids[i]) - shift) - l)
         _give(kids[i], (-g) - p * (-g) if <int>i == t else p * g, m)
