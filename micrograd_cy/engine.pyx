@@ -37,6 +37,9 @@ cdef class _Aux:
     def __dealloc__(self):
         PyMem_Free(self.topo)
 
+    def __reduce__(self):  # vars(v) copies and pickles as the plain dict it stands for
+        return (dict, (dict(self),))
+
 
 @cython.final
 @cython.no_gc  # holds a Value, which holds only Values: no cycle can pass through it
@@ -335,9 +338,15 @@ child; microgpt's form, Value(data, children, local_grads), gives them in the th
     def __dict__(self, value):
         if not isinstance(value, dict):
             raise TypeError(f"__dict__ must be set to a dict, not a {type(value).__name__!r}")
+        items = dict(value)  # first: value may be this very dict (v.__dict__ = vars(v))
         aux = _aux_of(self)
         aux.clear()
-        aux.update(value)
+        aux.update(items)
+
+    @__dict__.deleter
+    def __dict__(self):  # as on a Python object: its attributes go
+        if self._aux != NULL:
+            (<_Aux>self._aux).clear()
 
     # -- operators ------------------------------------------------------------
 
