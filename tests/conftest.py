@@ -142,3 +142,43 @@ def run_probe(code, env=None):
                          env=None if env is None else {**os.environ, **env})
     assert out.returncode == 0, f"exit {out.returncode}\n{out.stdout}\n{out.stderr[-3000:]}"
     return out.stdout
+
+
+@pytest.fixture
+def patch():
+    """Set class attributes (Value's, patched as users patch it) for one test, and take
+    them back after."""
+    undo = []
+
+    def set_(cls, name, value):
+        undo.append((cls, name, vars(cls).get(name)))
+        setattr(cls, name, value)
+
+    yield set_
+    for cls, name, old in reversed(undo):
+        if old is None:
+            if name in vars(cls):
+                delattr(cls, name)
+        else:
+            setattr(cls, name, old)
+
+
+def in_threads(work, *args):
+    """work(arg) for each arg, each in a thread of its own, all at once; re-raises the first
+    exception any of them raised."""
+    import threading
+    errors = []
+
+    def run(arg):
+        try:
+            work(arg)
+        except BaseException as e:  # noqa: B036 - handed to the test below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(arg,)) for arg in args]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]

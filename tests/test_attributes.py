@@ -5,11 +5,11 @@ import copy
 import gc
 import pickle
 import sys
-import threading
 import tracemalloc
 import weakref
 
 import pytest
+from conftest import in_threads
 
 from micrograd_cy import Value
 
@@ -177,23 +177,15 @@ def test_hostile_selves_and_bypasses():
 
 def test_threads_setting_attributes_on_the_same_nodes():
     nodes = [Value(float(i)) for i in range(300)]
-    errors = []
 
     def work(tag):
-        try:
-            for _ in range(20):
-                for v in nodes:
-                    setattr(v, tag, getattr(v, tag, 0) + 1)
-                    (v * 2).backward()
-        except Exception as e:  # pragma: no cover - reported below
-            errors.append(e)
+        for _ in range(20):
+            for v in nodes:
+                setattr(v, tag, getattr(v, tag, 0) + 1)
+                (v * 2).backward()
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in ("a", "b")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors and all(vars(v) == {"a": 20, "b": 20} for v in nodes)
+    in_threads(work, "a", "b")
+    assert all(vars(v) == {"a": 20, "b": 20} for v in nodes)
 
 
 def test_llm101n_style_adamw_state_and_colours():

@@ -3,9 +3,9 @@ large logits, replay with new inputs and targets, and bad input."""
 import math
 import numbers
 import random
-import threading
 
 import pytest
+from conftest import in_threads
 import torch
 import torch.nn.functional as TF
 
@@ -161,22 +161,12 @@ def test_numbers_whose_float_runs_the_engine():
 
 
 def test_threads_building_losses_from_python_numbers():
-    errors = []
-
     def work(seed):
-        try:
-            for k in range(50):
-                data = rows(seed * 100 + k)
-                loss = F.cross_entropy([Reentrant(x) for x in data], k % 7)
-                theirs = TF.cross_entropy(torch.tensor([data], dtype=torch.float64),
-                                          torch.tensor([k % 7]))
-                assert close(loss.data, theirs.item())
-        except Exception as e:  # pragma: no cover - reported below
-            errors.append(e)
+        for k in range(50):
+            data = rows(seed * 100 + k)
+            loss = F.cross_entropy([Reentrant(x) for x in data], k % 7)
+            theirs = TF.cross_entropy(torch.tensor([data], dtype=torch.float64),
+                                      torch.tensor([k % 7]))
+            assert close(loss.data, theirs.item())
 
-    threads = [threading.Thread(target=work, args=(s,)) for s in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    in_threads(work, 0, 1)

@@ -11,24 +11,6 @@ import pytest
 from micrograd_cy import Value, nn
 
 
-@pytest.fixture
-def patch():
-    """Set class attributes for one test, and take them back after."""
-    undo = []
-
-    def set_(cls, name, value):
-        undo.append((cls, name, vars(cls).get(name)))
-        setattr(cls, name, value)
-
-    yield set_
-    for cls, name, old in reversed(undo):
-        if old is None:
-            if name in vars(cls):
-                delattr(cls, name)
-        else:
-            setattr(cls, name, old)
-
-
 # -- cross_entropy's target is a child like any other: one off the tape takes the node off it --
 
 def test_a_target_off_the_tape_is_recomputed_by_forward():

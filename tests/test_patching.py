@@ -1,29 +1,11 @@
 """Methods patched onto Value's class, as micrograd users patch upstream's: they work on every
 Value, those ops return included; the names the engine keeps raise TypeError saying why."""
 import math
-import threading
 
 import pytest
+from conftest import in_threads
 
 from micrograd_cy import Value, nn
-
-
-@pytest.fixture
-def patch():
-    """Set class attributes for one test, and take them back after."""
-    undo = []
-
-    def set_(cls, name, value):
-        undo.append((cls, name, vars(cls).get(name)))
-        setattr(cls, name, value)
-
-    yield set_
-    for cls, name, old in reversed(undo):
-        if old is None:
-            if name in vars(cls):
-                delattr(cls, name)
-        else:
-            setattr(cls, name, old)
 
 
 def test_a_method_added_works_on_every_value(patch):
@@ -153,22 +135,12 @@ def test_patched_relu_reaches_nn_as_upstream_calls_it(patch):
 
 
 def test_patching_from_two_threads():
-    errors = []
-
     def work(k):
-        try:
-            for i in range(200):
-                name = f"t{k}_{i}"
-                setattr(Value, name, lambda self, i=i: i)
-                assert getattr(Value(0.0), name)() == i
-                delattr(Value, name)
-        except Exception as e:  # pragma: no cover - reported below
-            errors.append(e)
+        for i in range(200):
+            name = f"t{k}_{i}"
+            setattr(Value, name, lambda self, i=i: i)
+            assert getattr(Value(0.0), name)() == i
+            delattr(Value, name)
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    in_threads(work, 0, 1)
     assert not [n for n in vars(Value) if n.startswith("t0_") or n.startswith("t1_")]
