@@ -116,9 +116,13 @@ cdef int _set_attr(Value v, name, PyObject* value) except -1:
     cdef PyObject* found = NULL
     if isinstance(name, str):
         found = _type_lookup(Py_TYPE(<PyObject*>v), <PyObject*>name)
-        if found != NULL and Py_TYPE(found).tp_descr_set != NULL and value != NULL:
-            descr = <object>found  # a reference: a setter of Python code may delete it
-            return Py_TYPE(found).tp_descr_set(descr, v, <object>value)
+        if found != NULL and Py_TYPE(found).tp_descr_set != NULL:
+            if value != NULL:
+                descr = <object>found  # a reference: a setter of Python code may delete it
+                return Py_TYPE(found).tp_descr_set(descr, v, <object>value)
+        elif value == NULL and (v._aux == NULL or name not in <_Aux>v._aux):
+            # the same words on every Python (3.9's generic delete says only the name)
+            raise AttributeError(f"'{type(v).__name__}' object has no attribute '{name}'")
     if v._aux == NULL and (found == NULL or Py_TYPE(found).tp_descr_set == NULL):
         _aux_of(v)
     return PyObject_GenericSetAttr(v, name, value)

@@ -135,11 +135,13 @@ def ValueImpl(request):
 
 def run_probe(code, env=None):
     """Run code in a fresh interpreter (with env added to the environment); a crash there
-    fails the test instead of killing it. (From a neutral folder: in the clone, `-c` would
-    import the unbuilt source folder.)"""
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                         text=True, timeout=120, cwd=tempfile.gettempdir(),
-                         env=None if env is None else {**os.environ, **env})
+    fails the test instead of killing it. (From an empty folder of its own: in the clone, `-c`
+    would import the unbuilt source folder, and in the temporary folder whatever module a
+    stray file there names, `attr.py` say, shadowing what hypothesis imports.)"""
+    with tempfile.TemporaryDirectory() as empty:
+        out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                             text=True, timeout=120, cwd=empty,
+                             env=None if env is None else {**os.environ, **env})
     assert out.returncode == 0, f"exit {out.returncode}\n{out.stdout}\n{out.stderr[-3000:]}"
     return out.stdout
 
