@@ -90,18 +90,32 @@ cdef tuple _local_grads(Value node):
     return tuple([(<Value>stand[i])._grad for i in range(n)])
 
 
+cdef inline bint _has_aux(Value v) noexcept:
+    """Whether v's slot holds its _Aux. It may hold a plain dict instead: Python's generic
+    setattr, reached past Value's own (object.__setattr__(v, ...), which 3.13 allows), puts one
+    there; _aux_of turns it into an _Aux before any of the _Aux's own fields is read."""
+    return v._aux != NULL and Py_TYPE(v._aux) == <PyTypeObject*>_Aux
+
+
 cdef _Aux _aux_of(Value v):
-    """v's _Aux, made when first needed."""
-    if v._aux == NULL:
+    """v's _Aux, made when first needed (with the items of a plain dict found in its place)."""
+    cdef PyObject* old
+    while not _has_aux(v):
+        old = v._aux
         aux = _Aux.__new__(_Aux)  # a dict: its allocation may run the cyclic GC, so Python
-        if v._aux == NULL:        # code, which may have given v one meanwhile
+        if old != NULL:           # code, which may have given v one meanwhile
+            held = <object>old
+            aux.update(held)      # may run code too (a str subclass's ==)
+        if v._aux == old:
             Py_INCREF(aux)
             v._aux = <PyObject*>aux
+            if old != NULL:
+                _decref(old)      # held above: released when held goes
     return <_Aux>v._aux
 
 
 cdef inline _Aux _aux_if_any(Value v):
-    return None if v._aux == NULL else <_Aux>v._aux
+    return None if v._aux == NULL else _aux_of(v)
 
 
 cdef extern from "Python.h":
@@ -299,7 +313,7 @@ child; microgpt's form, Value(data, children, local_grads), gives them in the th
 
     @property
     def label(self):
-        return '' if self._aux == NULL else (<_Aux>self._aux).label
+        return '' if self._aux == NULL else _aux_of(self).label
 
     @label.setter
     def label(self, str value not None):

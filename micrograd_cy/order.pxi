@@ -433,7 +433,7 @@ cdef int _backward(Value root) except -1:
     cdef bint unmark
     cdef _Aux order
     try:
-        if root._aux == NULL or (<_Aux>root._aux).topo == NULL:
+        if not _has_aux(root) or (<_Aux>root._aux).topo == NULL:
             top = _tape_index(root)
         if top >= 0:  # a graph not replayed: one walk down the tape, nothing kept...
             if _walk(root, top, NULL, &stop) >= 0:

@@ -11,6 +11,7 @@ import json
 import math
 import pickle
 import random
+import sys
 
 import pytest
 
@@ -728,8 +729,11 @@ def test_a_state_dict_taken_while_garbage_collections_load_others_is_one_of_them
     finally:
         gc.callbacks.remove(callback)
         gc.set_threshold(*threshold)
-    assert len(loads) > 30 and all(state in (one, other) for state in seen)
-    assert one in seen and other in seen
+    # 3.12 and later collect between bytecodes, never inside state_dict's C: there the
+    # collections fall between the calls, and the check is that each call saw one state
+    if sys.version_info < (3, 12):
+        assert len(loads) > 30 and one in seen and other in seen
+    assert loads and all(state in (one, other) for state in seen)
 
 
 def test_params_ids_that_change_between_reads_are_read_once():
