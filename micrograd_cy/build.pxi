@@ -312,6 +312,31 @@ cdef Value _cross_entropy(object logits, object target):
     return _nary_node(CROSS_ENTROPY, 0, logits, None, target, OFF_TAPE, 0)  # a child as any
 
 
+cdef object _gather(object table, object index):
+    """Value.gather: the GATHER node of table (a result of PySequence_Fast) at index, or, for a
+    table of rows, a list of them: one a column, each over that column of every row."""
+    cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(table), j, width
+    if n == 0:
+        raise ValueError("Value.gather() takes a table of at least one entry")
+    if not isinstance(index, Value):
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+            raise TypeError(f"Value.gather(): the index is an int or a Value holding one, "
+                            f"not {type(index).__name__!r}")
+        index = Value(float(_index(index)))
+    first = <object>PySequence_Fast_ITEMS(table)[0]
+    if isinstance(first, Value) or not isinstance(first, (list, tuple)):
+        return _nary_node(GATHER, 0, table, None, index, OFF_TAPE, 0)
+    rows = [PySequence_Fast(r, "Value.gather(): each row of a table of rows is a sequence")
+            for r in tuple(table)]  # a snapshot: converting numbers may run code
+    width = PySequence_Fast_GET_SIZE(rows[0])
+    for j, r in enumerate(rows):
+        if PySequence_Fast_GET_SIZE(r) != width:
+            raise ValueError(f"Value.gather(): row {j} of the table has "
+                             f"{PySequence_Fast_GET_SIZE(r)} entries, row 0 has {width}")
+    return [_nary_node(GATHER, 0, [r[j] for r in rows], None, index, OFF_TAPE, 0)
+            for j in range(width)]
+
+
 cdef int _set_kids(Value out, object items, Py_ssize_t extra) except -1:
     """Own a reference to each item (numbers become leaves) in out._s.kids[out._n:];
     returns the children's flags or'ed together (their OFF_TAPE tells out to leave the tape).

@@ -28,6 +28,7 @@ cpdef enum Op:  # cpdef: Python sees engine.Op, whose names give Value._op (ops.
     DOT       # n-ary: kids = w[0..n), x[0..n), optional bias; optionally ReLU'd
     LOGSUMEXP     # n-ary: log(sum(exp(kids)))
     CROSS_ENTROPY # n-ary: kids = logits[0..n), then the target class's index
+    GATHER    # n-ary: kids = table[0..n), then an index: the table's entry at it
     GIVEN     # Value(data, _children, _op, grads=...) built by hand: n-ary, local derivatives given
     NET       # n-ary: a whole MLP with one output (nn.MLP); kids = x[0..n), then its PARAMS
     PARAMS    # n-ary: an MLP's weights and biases, for its NET nodes; off the tape, never walked

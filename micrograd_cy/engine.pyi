@@ -1,7 +1,7 @@
 # Types of the compiled engine (micrograd_cy/engine.pyx), for editors and type checkers.
 # tests/test_build.py checks these names and signatures against the compiled module.
 import enum
-from typing import Any, Callable, Iterable, Optional, Sequence, SupportsFloat, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, SupportsFloat, Union, overload
 
 Number = Union[int, float, SupportsFloat]
 Operand = Union["Value", Number]
@@ -68,6 +68,12 @@ class Value:
     def logsumexp(values: Iterable[Operand]) -> Value: ...
     @staticmethod
     def cross_entropy(logits: Sequence[Operand], target: Union[int, Value]) -> Value: ...
+    @overload
+    @staticmethod
+    def gather(table: Sequence[Sequence[Operand]], index: Union[int, Value]) -> list[Value]: ...
+    @overload
+    @staticmethod
+    def gather(table: Sequence[Operand], index: Union[int, Value]) -> Value: ...
     @staticmethod
     def matvec(weights: Iterable[Sequence[Operand]], inputs: Sequence[Operand],
                biases: Iterable[Operand] | None = None, relu: bool = False) -> list[Value]: ...

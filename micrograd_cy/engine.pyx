@@ -505,6 +505,15 @@ child; microgpt's form, Value(data, children, local_grads), gives them in the th
                                               "of logits"), target)
 
     @staticmethod
+    def gather(table, index):
+        """One node for table[index], an embedding's lookup: index is an int or a Value
+        holding one (which a replay with forward() reads again), table a sequence of Values
+        (numbers become leaves). A table of rows (each a sequence of Values) gives the row
+        at index, a list of nodes, one a column. An index out of range raises IndexError."""
+        return _gather(PySequence_Fast(table, "Value.gather() takes a sequence as its table"),
+                       index)
+
+    @staticmethod
     def matvec(weights, inputs, biases=None, bint relu=False):
         """[Value.dot(w, inputs, b, relu) for w, b in zip(weights, biases)] in one call.
 

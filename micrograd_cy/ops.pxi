@@ -23,6 +23,7 @@ cdef enum Err:
     ERR_DOMAIN
     ERR_GIVEN
     ERR_TARGET
+    ERR_INDEX
 
 
 cdef int _raise(int err) except -1:
@@ -44,6 +45,9 @@ cdef int _raise(int err) except -1:
     if err == ERR_TARGET:
         raise IndexError("cross_entropy: the target must be the index of a class, a whole "
                          "number from 0 to the number of logits - 1")
+    if err == ERR_INDEX:
+        raise IndexError("gather: the index must be a whole number from 0 to the table's "
+                         "length - 1")
     if err == ERR_GIVEN:
         raise ValueError("forward() cannot recompute a node made with Value(data, children, op, "
                          "grads=...): its value and derivatives were given, not computed. Build "
@@ -436,7 +440,8 @@ cdef inline void _logsumexp_bwd(PyObject* node, double g, _Mode* m) noexcept:
 #    index held by a Value (a replay may change it), as PyTorch's cross_entropy computes it:
 #    log_softmax, then the negative at t; d = g * (softmax_i - [i == t]), the target gets none
 cdef inline int _target(PyObject* node) noexcept:
-    """The index the target child holds, -1 where it is not one of a logit."""
+    """The index the last child holds (CROSS_ENTROPY's target, GATHER's index), -1 where it
+    is not one of the other children's."""
     cdef unsigned int n = (<Value>node)._n - 1
     cdef double t = _val((<Value>node)._s.kids[n])
     return <int>t if 0.0 <= t < n and t == floor(t) else -1
@@ -465,6 +470,25 @@ cdef inline void _cross_entropy_bwd(PyObject* node, double g, _Mode* m) noexcept
     for i in range(n):
         p = exp((_val(kids[i]) - shift) - l)
         _give(kids[i], (-g) - p * (-g) if <int>i == t else p * g, m)
+
+# -- GATHER: table[i], kids = table[0..n), then i, an index held by a Value (a replay may
+#    change it: an embedding's lookup); d = g to the entry read, nothing to the others
+cdef inline int _gather_fwd(PyObject* node, double* out) noexcept:
+    cdef int t = _target(node)
+    if t < 0:
+        return ERR_INDEX
+    out[0] = _val((<Value>node)._s.kids[t])
+    return OK
+
+cdef inline void _gather_bwd(PyObject* node, double g, _Mode* m) noexcept:
+    cdef PyObject** kids = (<Value>node)._s.kids
+    cdef int t = _target(node)
+    cdef unsigned int i
+    for i in range((<Value>node)._n):
+        if <int>i == t:
+            _give(kids[i], g, m)
+        else:
+            _give_none(kids[i], m)
 
 # -- GIVEN: Value(data, _children, _op, grads=(d0, d1, ...)) built by hand: the user gave the
 #    value and d(node)/d(child i) = d_i, which Value.__init__ keeps as doubles right after the
@@ -598,6 +622,8 @@ cdef inline int _eval(PyObject* node) noexcept:
         err = _logsumexp_fwd(node, out)
     elif op == CROSS_ENTROPY:
         err = _cross_entropy_fwd(node, out)
+    elif op == GATHER:
+        err = _gather_fwd(node, out)
     elif op == NET:
         err = _net_fwd_out_of_line(node, out)
     elif (<Value>node)._n == 2:
@@ -668,6 +694,8 @@ cdef inline void _backprop(PyObject* node, _Mode* m) noexcept:
         _logsumexp_bwd(node, g, m)
     elif op == CROSS_ENTROPY:
         _cross_entropy_bwd(node, g, m)
+    elif op == GATHER:
+        _gather_bwd(node, g, m)
     elif op == GIVEN:
         _given_bwd(node, g, m)
     elif op == NET:

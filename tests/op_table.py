@@ -142,6 +142,7 @@ OPS = {
                      lambda t: __import__("torch").logsumexp(__import__("torch").stack(t), 0)),
     "CROSS_ENTROPY": Row("cross_entropy", lambda v: v[0].cross_entropy(v, 1),
                          lambda t: _torch_cross_entropy(t, 1)),
+    "GATHER": Row("gather", lambda v: v[0].gather(v, 1), lambda t: t[1]),
     "GIVEN": Row("", None),      # Value(x, children, op, grads=...): tests/test_graph.py
     "NET": Row("mlp", _net, lambda t: 0.25 + 0.5 * t[0] + -1.25 * t[1]),
     "PARAMS": Row("params", None),  # the NET node's last child: tests/test_net.py
