@@ -148,6 +148,16 @@ cdef inline int _pow(double x, double y, double* out) noexcept:
 
 # ---------------------------------------------------------------------------
 # The ops, in enum order. g is the node's grad; PyTorch's rules hold at the edges.
+# An op of one or two children gives its chain rule as numbers (`_<op>_d`), so that a node
+# (_unary_bwd, _binary_bwd) and a block of rows (batch.pxi) share it: from the children's
+# data x (and y), the node's out, its constant c (POW, LEAKY_RELU) and g, what it gives each
+# child (d, or da and db), and whether it gives anything (one child) or to which children
+# (two: GIVES_A | GIVES_B). An n-ary op's `_<op>_bwd` gives to its node's children itself.
+
+cdef enum:
+    GIVES_A = 1
+    GIVES_B = 2
+    BOTH = 3
 
 # -- LEAF: a number; no children, nothing to compute
 
@@ -159,29 +169,33 @@ cdef inline int _add_fwd(double x, double y, double* out) noexcept:
     out[0] = x + y
     return OK
 
-cdef inline void _add_bwd(PyObject* node, double g, _Mode* m) noexcept:
-    _give(_a(node), g, m)
-    _give(_b(node), g, m)
+cdef inline int _add_d(double x, double y, double out, double g, double* da,
+                       double* db) noexcept:
+    da[0] = g
+    db[0] = g
+    return BOTH
 
 # -- SUB: a - b
 cdef inline int _sub_fwd(double x, double y, double* out) noexcept:
     out[0] = x - y
     return OK
 
-cdef inline void _sub_bwd(PyObject* node, double g, _Mode* m) noexcept:
-    _give(_a(node), g, m)
-    _give(_b(node), -g, m)
+cdef inline int _sub_d(double x, double y, double out, double g, double* da,
+                       double* db) noexcept:
+    da[0] = g
+    db[0] = -g
+    return BOTH
 
 # -- MUL: a * b
 cdef inline int _mul_fwd(double x, double y, double* out) noexcept:
     out[0] = x * y
     return OK
 
-cdef inline void _mul_bwd(PyObject* node, double g, _Mode* m) noexcept:
-    cdef PyObject* a = _a(node)
-    cdef PyObject* b = _b(node)
-    _give(a, _val(b) * g, m)
-    _give(b, _val(a) * g, m)
+cdef inline int _mul_d(double x, double y, double out, double g, double* da,
+                       double* db) noexcept:
+    da[0] = y * g
+    db[0] = x * g
+    return BOTH
 
 # -- DIV: a / b
 @cython.cdivision(True)
@@ -192,64 +206,63 @@ cdef inline int _div_fwd(double x, double y, double* out) noexcept:
     return OK
 
 @cython.cdivision(True)
-cdef inline void _div_bwd(PyObject* node, double g, _Mode* m) noexcept:
-    cdef double y = _val(_b(node))
-    _give(_a(node), g / y, m)
-    _give(_b(node), -g * ((<Value>node)._data / y), m)
+cdef inline int _div_d(double x, double y, double out, double g, double* da,
+                       double* db) noexcept:
+    da[0] = g / y
+    db[0] = -g * (out / y)
+    return BOTH
 
 # -- NEG: -a
 cdef inline int _neg_fwd(double x, double* out) noexcept:
     out[0] = -x
     return OK
 
-cdef inline void _neg_bwd(PyObject* node, double g, _Mode* m) noexcept:
-    _give(_a(node), -g, m)
+cdef inline bint _neg_d(double x, double out, double c, double g, double* d) noexcept:
+    d[0] = -g
+    return True
 
 # -- POW: a ** c, c a number kept in _s.c
 cdef inline int _pow_fwd(double x, double c, double* out) noexcept:
     return _pow(x, c, out)
 
-cdef inline void _pow_bwd(PyObject* node, double g, _Mode* m) noexcept:
-    cdef double c = (<Value>node)._s.c
-    if c != 0.0:  # d(x**0)/dx is 0 everywhere, 0 included
-        _give(_a(node), (c * pow(_val(_a(node)), c - 1.0)) * g, m)
-    else:
-        _give_none(_a(node), m)
+cdef inline bint _pow_d(double x, double out, double c, double g, double* d) noexcept:
+    if c == 0.0:  # d(x**0)/dx is 0 everywhere, 0 included
+        return False
+    d[0] = (c * pow(x, c - 1.0)) * g
+    return True
 
 # -- POWV: a ** b, both Values
 cdef inline int _powv_fwd(double x, double y, double* out) noexcept:
     return _pow(x, y, out)
 
-cdef inline void _powv_bwd(PyObject* node, double g, _Mode* m) noexcept:
-    cdef double x = _val(_a(node)), y = _val(_b(node))
+cdef inline int _powv_d(double x, double y, double out, double g, double* da,
+                        double* db) noexcept:
+    cdef int gives = 0
     if y != 0.0:
-        _give(_a(node), (y * pow(x, y - 1.0)) * g, m)
-    else:
-        _give_none(_a(node), m)
+        da[0] = (y * pow(x, y - 1.0)) * g
+        gives |= GIVES_A
     if not (x == 0.0 and y >= 0.0):
-        _give(_b(node), ((<Value>node)._data * log(x)) * g, m)
-    else:
-        _give_none(_b(node), m)
+        db[0] = (out * log(x)) * g
+        gives |= GIVES_B
+    return gives
 
 # -- RELU: max(a, 0); NaN passes through, and so does its gradient (as in PyTorch)
 cdef inline int _relu_fwd(double x, double* out) noexcept:
     out[0] = 0.0 if x < 0.0 else x
     return OK
 
-cdef inline void _relu_bwd(PyObject* node, double g, _Mode* m) noexcept:
-    if not (<Value>node)._data <= 0.0:
-        _give(_a(node), g, m)
-    else:
-        _give_none(_a(node), m)
+cdef inline bint _relu_d(double x, double out, double c, double g, double* d) noexcept:
+    d[0] = g
+    return not out <= 0.0
 
 # -- TANH
 cdef inline int _tanh_fwd(double x, double* out) noexcept:
     out[0] = tanh(x)
     return OK
 
-cdef inline void _tanh_bwd(PyObject* node, double g, _Mode* m) noexcept:
-    cdef double out = (<Value>node)._data
-    _give(_a(node), g * (1.0 - out * out), m)
+cdef inline bint _tanh_d(double x, double out, double c, double g, double* d) noexcept:
+    d[0] = g * (1.0 - out * out)
+    return True
 
 # -- EXP
 cdef inline int _exp_fwd(double x, double* out) noexcept:
@@ -259,8 +272,9 @@ cdef inline int _exp_fwd(double x, double* out) noexcept:
     out[0] = y
     return OK
 
-cdef inline void _exp_bwd(PyObject* node, double g, _Mode* m) noexcept:
-    _give(_a(node), g * (<Value>node)._data, m)
+cdef inline bint _exp_d(double x, double out, double c, double g, double* d) noexcept:
+    d[0] = g * out
+    return True
 
 # -- LOG
 cdef inline int _log_fwd(double x, double* out) noexcept:
@@ -270,8 +284,9 @@ cdef inline int _log_fwd(double x, double* out) noexcept:
     return OK
 
 @cython.cdivision(True)
-cdef inline void _log_bwd(PyObject* node, double g, _Mode* m) noexcept:
-    _give(_a(node), g / _val(_a(node)), m)
+cdef inline bint _log_d(double x, double out, double c, double g, double* d) noexcept:
+    d[0] = g / x
+    return True
 
 # -- SIGMOID: never overflows: exp() only ever sees a non-positive argument
 @cython.cdivision(True)
@@ -284,9 +299,9 @@ cdef inline int _sigmoid_fwd(double x, double* out) noexcept:
         out[0] = e / (1.0 + e)
     return OK
 
-cdef inline void _sigmoid_bwd(PyObject* node, double g, _Mode* m) noexcept:
-    cdef double out = (<Value>node)._data
-    _give(_a(node), g * (1.0 - out) * out, m)
+cdef inline bint _sigmoid_d(double x, double out, double c, double g, double* d) noexcept:
+    d[0] = g * (1.0 - out) * out
+    return True
 
 # -- SIN: an infinity has no sine (ValueError, as math.sin); NaN passes through
 cdef inline int _sin_fwd(double x, double* out) noexcept:
@@ -295,8 +310,9 @@ cdef inline int _sin_fwd(double x, double* out) noexcept:
     out[0] = sin(x)
     return OK
 
-cdef inline void _sin_bwd(PyObject* node, double g, _Mode* m) noexcept:
-    _give(_a(node), g * cos(_val(_a(node))), m)
+cdef inline bint _sin_d(double x, double out, double c, double g, double* d) noexcept:
+    d[0] = g * cos(x)
+    return True
 
 # -- COS: an infinity has no cosine (ValueError, as math.cos); NaN passes through
 cdef inline int _cos_fwd(double x, double* out) noexcept:
@@ -305,8 +321,9 @@ cdef inline int _cos_fwd(double x, double* out) noexcept:
     out[0] = cos(x)
     return OK
 
-cdef inline void _cos_bwd(PyObject* node, double g, _Mode* m) noexcept:
-    _give(_a(node), g * -sin(_val(_a(node))), m)
+cdef inline bint _cos_d(double x, double out, double c, double g, double* d) noexcept:
+    d[0] = g * -sin(x)
+    return True
 
 # -- SQRT: a negative number has no real root (ValueError, as math.sqrt); d = g / (2 sqrt(x)),
 #    as PyTorch computes it (inf at 0)
@@ -317,17 +334,18 @@ cdef inline int _sqrt_fwd(double x, double* out) noexcept:
     return OK
 
 @cython.cdivision(True)
-cdef inline void _sqrt_bwd(PyObject* node, double g, _Mode* m) noexcept:
-    _give(_a(node), g / (2.0 * (<Value>node)._data), m)
+cdef inline bint _sqrt_d(double x, double out, double c, double g, double* d) noexcept:
+    d[0] = g / (2.0 * out)
+    return True
 
 # -- ABS: |a|; d = g * sign(a), whose sign is 0 at 0 and at NaN (as PyTorch's)
 cdef inline int _abs_fwd(double x, double* out) noexcept:
     out[0] = fabs(x)
     return OK
 
-cdef inline void _abs_bwd(PyObject* node, double g, _Mode* m) noexcept:
-    cdef double x = _val(_a(node))
-    _give(_a(node), g * (1.0 if x > 0.0 else -1.0 if x < 0.0 else 0.0), m)
+cdef inline bint _abs_d(double x, double out, double c, double g, double* d) noexcept:
+    d[0] = g * (1.0 if x > 0.0 else -1.0 if x < 0.0 else 0.0)
+    return True
 
 # -- SOFTPLUS: log(1 + exp(a)), and a itself above 20, as PyTorch's softplus(beta=1,
 #    threshold=20) computes it: never overflows; d = g * sigmoid(a), g above 20
@@ -336,13 +354,14 @@ cdef inline int _softplus_fwd(double x, double* out) noexcept:
     return OK
 
 @cython.cdivision(True)
-cdef inline void _softplus_bwd(PyObject* node, double g, _Mode* m) noexcept:
-    cdef double x = _val(_a(node)), z
+cdef inline bint _softplus_d(double x, double out, double c, double g, double* d) noexcept:
+    cdef double z
     if x > 20.0:
-        _give(_a(node), g, m)
+        d[0] = g
     else:
         z = exp(x)
-        _give(_a(node), g * z / (z + 1.0), m)
+        d[0] = g * z / (z + 1.0)
+    return True
 
 # -- GELU, the tanh form: a/2 * (1 + tanh(beta * (a + kappa a^3))), in PyTorch's order of
 #    operations (gelu(approximate='tanh')),
@@ -351,19 +370,21 @@ cdef inline int _gelu_fwd(double x, double* out) noexcept:
     out[0] = 0.5 * x * (1.0 + tanh(0.7978845608028654 * (x + 0.044715 * (x * x * x))))
     return OK
 
-cdef inline void _gelu_bwd(PyObject* node, double g, _Mode* m) noexcept:
-    cdef double x = _val(_a(node)), x_sq = x * x
+cdef inline bint _gelu_d(double x, double out, double c, double g, double* d) noexcept:
+    cdef double x_sq = x * x
     cdef double t = tanh(0.7978845608028654 * (x + 0.044715 * (x_sq * x)))
     cdef double right = (0.5 * x) * (1.0 - t * t) * (0.7978845608028654 * (1.0 + 3.0 * 0.044715 * x_sq))
-    _give(_a(node), g * (0.5 * (1.0 + t) + right), m)
+    d[0] = g * (0.5 * (1.0 + t) + right)
+    return True
 
 # -- LEAKY_RELU: a if a > 0 else slope * a, the slope kept in _s.c; NaN passes through
 cdef inline int _leaky_relu_fwd(double x, double slope, double* out) noexcept:
     out[0] = x if x > 0.0 else x * slope
     return OK
 
-cdef inline void _leaky_relu_bwd(PyObject* node, double g, _Mode* m) noexcept:
-    _give(_a(node), g if _val(_a(node)) > 0.0 else g * (<Value>node)._s.c, m)
+cdef inline bint _leaky_relu_d(double x, double out, double c, double g, double* d) noexcept:
+    d[0] = g if x > 0.0 else g * c
+    return True
 
 # -- SUM: kids[0] + kids[1] + ..., as Python's sum() adds: 0 + a + b + ...
 cdef inline int _sum_fwd(PyObject* node, double* out) noexcept:
@@ -549,6 +570,79 @@ cdef extern from *:
 
 
 # kernel: begin
+cdef inline bint _grad1(unsigned char op, double x, double out, double c, double g,
+                        double* d) noexcept:
+    """The chain rule of a one-child op as numbers: whether it gives its child anything, d."""
+    if op == RELU:
+        return _relu_d(x, out, c, g, d)
+    if op == NEG:
+        return _neg_d(x, out, c, g, d)
+    if op == POW:
+        return _pow_d(x, out, c, g, d)
+    if op == TANH:
+        return _tanh_d(x, out, c, g, d)
+    if op == EXP:
+        return _exp_d(x, out, c, g, d)
+    if op == LOG:
+        return _log_d(x, out, c, g, d)
+    if op == SIGMOID:
+        return _sigmoid_d(x, out, c, g, d)
+    if op == SIN:
+        return _sin_d(x, out, c, g, d)
+    if op == COS:
+        return _cos_d(x, out, c, g, d)
+    if op == SQRT:
+        return _sqrt_d(x, out, c, g, d)
+    if op == ABS:
+        return _abs_d(x, out, c, g, d)
+    if op == SOFTPLUS:
+        return _softplus_d(x, out, c, g, d)
+    if op == GELU:
+        return _gelu_d(x, out, c, g, d)
+    if op == LEAKY_RELU:
+        return _leaky_relu_d(x, out, c, g, d)
+    return False
+
+
+cdef inline int _grad2(unsigned char op, double x, double y, double out, double g, double* da,
+                       double* db) noexcept:
+    """The chain rule of a two-child op as numbers: GIVES_A | GIVES_B, da and db."""
+    if op == MUL:
+        return _mul_d(x, y, out, g, da, db)
+    if op == ADD:
+        return _add_d(x, y, out, g, da, db)
+    if op == SUB:
+        return _sub_d(x, y, out, g, da, db)
+    if op == DIV:
+        return _div_d(x, y, out, g, da, db)
+    if op == POWV:
+        return _powv_d(x, y, out, g, da, db)
+    return 0
+
+
+cdef inline void _unary_bwd(PyObject* node, unsigned char op, double g, _Mode* m) noexcept:
+    cdef double d
+    if _grad1(op, _val(_a(node)), (<Value>node)._data, (<Value>node)._s.c, g, &d):
+        _give(_a(node), d, m)
+    else:
+        _give_none(_a(node), m)
+
+
+cdef inline void _binary_bwd(PyObject* node, unsigned char op, double g, _Mode* m) noexcept:
+    cdef PyObject* a = _a(node)
+    cdef PyObject* b = _b(node)
+    cdef double da, db
+    cdef int gives = _grad2(op, _val(a), _val(b), (<Value>node)._data, g, &da, &db)
+    if gives & GIVES_A:
+        _give(a, da, m)
+    else:
+        _give_none(a, m)
+    if gives & GIVES_B:
+        _give(b, db, m)
+    else:
+        _give_none(b, m)
+
+
 @cython.cdivision(True)
 cdef inline int _eval1(unsigned char op, double x, double c, double* out) noexcept:
     """out = op(x) for the one-child ops; c is POW's exponent. Returns an Err code."""
@@ -646,46 +740,19 @@ cdef inline void _backprop(PyObject* node, _Mode* m) noexcept:
     # switch's indirect jump, whose misses stall on a node just read from memory (MUL and
     # ADD alone took the walk of a new reference graph from 10.0 to 8.4 ns a node).
     if op == MUL:
-        _mul_bwd(node, g, m)
+        _binary_bwd(node, MUL, g, m)
         return
     if op == ADD:
-        _add_bwd(node, g, m)
+        _binary_bwd(node, ADD, g, m)
         return
     if op == RELU:  # the third most common, in any MLP
-        _relu_bwd(node, g, m)
+        _unary_bwd(node, RELU, g, m)
         return
-    if op == SUB:
-        _sub_bwd(node, g, m)
-    elif op == DIV:
-        _div_bwd(node, g, m)
-    elif op == NEG:
-        _neg_bwd(node, g, m)
-    elif op == POW:
-        _pow_bwd(node, g, m)
-    elif op == POWV:
-        _powv_bwd(node, g, m)
-    elif op == TANH:
-        _tanh_bwd(node, g, m)
-    elif op == EXP:
-        _exp_bwd(node, g, m)
-    elif op == LOG:
-        _log_bwd(node, g, m)
-    elif op == SIGMOID:
-        _sigmoid_bwd(node, g, m)
-    elif op == SIN:
-        _sin_bwd(node, g, m)
-    elif op == COS:
-        _cos_bwd(node, g, m)
-    elif op == SQRT:
-        _sqrt_bwd(node, g, m)
-    elif op == ABS:
-        _abs_bwd(node, g, m)
-    elif op == SOFTPLUS:
-        _softplus_bwd(node, g, m)
-    elif op == GELU:
-        _gelu_bwd(node, g, m)
-    elif op == LEAKY_RELU:
-        _leaky_relu_bwd(node, g, m)
+    if op < SUM:  # the other ops of one or two children
+        if (<Value>node)._n == 2:
+            _binary_bwd(node, op, g, m)
+        else:
+            _unary_bwd(node, op, g, m)
     elif op == SUM:
         _sum_bwd(node, g, m)
     elif op == DOT:

@@ -83,7 +83,7 @@ def test_kernel_regions_exist():
                      if n in kernel_lines(path.read_text()))
     for name in ["cdef inline int _eval(", "cdef inline void _backprop(", "cdef inline int _eval2(", "while sp:",
                  "cdef inline void _give(", "_backprop(topo[i], ", "_backprop(node, &walk)",
-                 "cdef inline PyObject* _next_reached(", "cdef inline void _mul_bwd(",
+                 "cdef inline PyObject* _next_reached(", "cdef inline int _mul_d(",
                  "cdef inline int _dot_fwd(", "err = _eval(topo[i])"]:
         assert name in text, f"{name} is not inside a kernel region"
 
