@@ -61,6 +61,7 @@ cdef class _Aux(dict):
     cdef unsigned long long zeroed_at  # _grads_written when the interior grads were last zeroed
     cdef bint marked           # just built: the ordering's marks are still on the nodes
     cdef bint given            # the order holds a GIVEN node: forward() refuses it
+    cdef object program        # the order compiled for rows (batch.pxi: Value.backward_rows)
 
 
 cdef union _Slot:

@@ -80,6 +80,11 @@ class Value:
     @staticmethod
     def evaluate(outputs: Value | Sequence[Value], inputs: Value | Sequence[Value],
                  rows: Iterable[Iterable[Number]] | Iterable[Number]) -> Any: ...  # a numpy array
+    @staticmethod
+    def backward_rows(loss: Value, inputs: Value | Sequence[Value],
+                      rows: Iterable[Iterable[Number]] | Iterable[Number],
+                      outputs: Value | Sequence[Value] | None = None,
+                      scale: Number = 1.0) -> Any: ...  # an array, or (array, array)
 
 class Net:
     """An MLP with one output as one node a call (nn.MLP builds one)."""

@@ -540,6 +540,34 @@ child; microgpt's form, Value(data, children, local_grads), gives them in the th
         _debug_check()
         return result
 
+    @staticmethod
+    @staticmethod
+    def backward_rows(loss, inputs, rows, outputs=None, scale=1.0):
+        """backward() for each row of input values, in one call: the loss of each row, a
+        numpy array.
+
+        loss: a Value built once for one row (e.g. Value.cross_entropy(model(x), t) on leaves
+        x and t); inputs: a sequence of leaves of its graph; rows: N rows of len(inputs)
+        numbers, as for Value.evaluate (an index input, a cross_entropy target or a gather
+        index, holds a whole number). For each row, in C: the inputs take its values, the
+        graph's forward rules run, then its chain rules, from the loss's grad scale; the
+        grads of the graph's other leaves (the parameters) add up over the rows, to the bit
+        what setting the inputs, forward() and backward() row after row adds. For the mean
+        over the rows, pass scale=1/N. Python control flow on .data at build time was fixed
+        when the graph was built, as for forward().
+        outputs: Values of the graph whose data each row gives too; then the call returns
+        (losses, outputs' data: N numbers for one Value, else N x len(outputs)).
+        Nothing else in the graph changes (its nodes' data, interior grads, the inputs'
+        grads). A row an op cannot take raises its error, naming the row, with every grad
+        as it was before the call.
+        """
+        if not isinstance(loss, Value):
+            raise TypeError(f"Value.backward_rows() takes its loss as a Value, not "
+                            f"{type(loss).__name__!r}")
+        result = _backward_rows(loss, inputs, rows, outputs, scale)
+        _debug_check()
+        return result
+
     def backward(self):
         """Set every node's grad to d(self)/d(node); leaves accumulate (+=)."""
         # topological order all of the children in the graph (the tape gives it, or a

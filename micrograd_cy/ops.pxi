@@ -87,6 +87,19 @@ cdef inline PyObject** _children(PyObject* node) noexcept:
     return &(<Value>node)._a  # _s follows _a: checked at import
 
 
+# A child's numbers in a block of rows (batch.pxi: _Program): its data, one a row (step 1) or
+# one for every row (step 0: a constant), and where what an edge gives it goes.
+cdef struct _Arg:
+    Py_ssize_t x      # a lane slot (x >= 0), or the constant -1 - x
+    Py_ssize_t step   # 1: one number a row; 0: one for every row (a constant)
+    Py_ssize_t g      # the slot the edge gives to, in the block's grads (batch.pxi)
+
+cdef inline double* _lane_of(double* X, Py_ssize_t W, _Arg* a) noexcept:
+    """Where a child's numbers are in X: W a lane slot, then the constants after nlane slots
+    (X points at lane 0; constants sit below it, at X[-1 - u])."""
+    return X + a.x * W if a.x >= 0 else X + a.x
+
+
 # ---------------------------------------------------------------------------
 # How a chain rule gives to a child. _backprop comes in two copies (a fused type): one
 # adds into the children's grads (over a cached order), one also reaches them, for the
@@ -430,67 +443,105 @@ cdef inline void _dot_bwd(PyObject* node, double g, _Mode* m) noexcept:
 
 # -- LOGSUMEXP: log(exp(k0) + exp(k1) + ...), shifted by the largest kid as PyTorch shifts it
 #    (by 0 where that is infinite): never overflows; d(out)/d(k_i) = exp(k_i - out)
-cdef inline double _log_sum_exp(PyObject** kids, unsigned int n, double* shift,
+# The n-ary rules read their children's data through one of these: a node's kids, or the
+# numbers of one row of a block (batch.pxi), so that both compute alike.
+cdef struct _Kids:
+    PyObject** kids
+
+cdef struct _Lane:
+    double* X         # a block's numbers (batch.pxi: _Program)
+    _Arg* args        # the node's children there
+    Py_ssize_t W      # the block's width
+    Py_ssize_t l      # the row
+
+ctypedef fused _From:
+    _Kids
+    _Lane
+
+cdef inline double _kid(_From* f, unsigned int i) noexcept:
+    if _From is _Kids:
+        return _val(f.kids[i])
+    else:
+        return _lane_of(f.X, f.W, &f.args[i])[f.l * f.args[i].step]
+
+cdef inline double _log_sum_exp(_From* kids, unsigned int n, double* shift,
                                 bint finite_shift) noexcept:
     """log(sum(exp(kids[i] - shift))), shift the largest of the n kids' data (0 where that is
     infinite and finite_shift: torch.logsumexp's rule; log_softmax shifts by it all the same)."""
     cdef unsigned int i
     cdef double top = -INFINITY, s = 0.0
     for i in range(n):
-        if _val(kids[i]) > top:
-            top = _val(kids[i])
+        if _kid(kids, i) > top:
+            top = _kid(kids, i)
     if finite_shift and isinf(top):
         top = 0.0
     for i in range(n):
-        s += exp(_val(kids[i]) - top)
+        s += exp(_kid(kids, i) - top)
     shift[0] = top
     return log(s)
 
 cdef inline int _logsumexp_fwd(PyObject* node, double* out) noexcept:
     cdef double shift
-    out[0] = _log_sum_exp((<Value>node)._s.kids, (<Value>node)._n, &shift, True) + shift
+    cdef _Kids kids = _Kids((<Value>node)._s.kids)
+    out[0] = _log_sum_exp(&kids, (<Value>node)._n, &shift, True) + shift
     return OK
+
+cdef inline double _logsumexp_d(double x, double out, double g) noexcept:
+    """What LOGSUMEXP gives a child of data x."""
+    return g * exp(x - out)
 
 cdef inline void _logsumexp_bwd(PyObject* node, double g, _Mode* m) noexcept:
     cdef PyObject** kids = (<Value>node)._s.kids
     cdef unsigned int i
     for i in range((<Value>node)._n):
-        _give(kids[i], g * exp(_val(kids[i]) - (<Value>node)._data), m)
+        _give(kids[i], _logsumexp_d(_val(kids[i]), (<Value>node)._data, g), m)
 
 # -- CROSS_ENTROPY: -log(softmax(logits)[t]), kids = logits[0..n), then t, the target class's
 #    index held by a Value (a replay may change it), as PyTorch's cross_entropy computes it:
 #    log_softmax, then the negative at t; d = g * (softmax_i - [i == t]), the target gets none
+cdef inline int _index_in(double t, unsigned int n) noexcept:
+    """t as an index of n entries, -1 where it is not one."""
+    return <int>t if 0.0 <= t < n and t == floor(t) else -1
+
 cdef inline int _target(PyObject* node) noexcept:
     """The index the last child holds (CROSS_ENTROPY's target, GATHER's index), -1 where it
     is not one of the other children's."""
     cdef unsigned int n = (<Value>node)._n - 1
-    cdef double t = _val((<Value>node)._s.kids[n])
-    return <int>t if 0.0 <= t < n and t == floor(t) else -1
+    return _index_in(_val((<Value>node)._s.kids[n]), n)
 
-cdef inline int _cross_entropy_fwd(PyObject* node, double* out) noexcept:
-    cdef PyObject** kids = (<Value>node)._s.kids
-    cdef int t = _target(node)
+cdef inline int _cross_entropy_of(_From* kids, unsigned int n, int t, double* out) noexcept:
+    """The loss of n logits at target t."""
     cdef double shift, l
     if t < 0:
         return ERR_TARGET
-    l = _log_sum_exp(kids, (<Value>node)._n - 1, &shift, False)
-    out[0] = -((_val(kids[t]) - shift) - l)
+    l = _log_sum_exp(kids, n, &shift, False)
+    out[0] = -((_kid(kids, t) - shift) - l)
     return OK
+
+cdef inline int _cross_entropy_fwd(PyObject* node, double* out) noexcept:
+    cdef _Kids kids = _Kids((<Value>node)._s.kids)
+    return _cross_entropy_of(&kids, (<Value>node)._n - 1, _target(node), out)
+
+cdef inline double _cross_entropy_d(double x, double shift, double l, double g,
+                                    bint target) noexcept:
+    """What CROSS_ENTROPY gives the logit of data x (log(sum(exp(logits - shift))) = l)."""
+    cdef double p = exp((x - shift) - l)
+    return (-g) - p * (-g) if target else p * g
 
 cdef inline void _cross_entropy_bwd(PyObject* node, double g, _Mode* m) noexcept:
     cdef PyObject** kids = (<Value>node)._s.kids
     cdef unsigned int i, n = (<Value>node)._n - 1
     cdef int t = _target(node)  # read now, as ops read their children's data
-    cdef double shift, l, p
+    cdef double shift, l
+    cdef _Kids logits = _Kids(kids)
     _give_none(kids[n], m)
     if t < 0:  # set out of range since the node was computed: nothing to give
         for i in range(n):
             _give_none(kids[i], m)
         return
-    l = _log_sum_exp(kids, n, &shift, False)
+    l = _log_sum_exp(&logits, n, &shift, False)
     for i in range(n):
-        p = exp((_val(kids[i]) - shift) - l)
-        _give(kids[i], (-g) - p * (-g) if <int>i == t else p * g, m)
+        _give(kids[i], _cross_entropy_d(_val(kids[i]), shift, l, g, <int>i == t), m)
 
 # -- GATHER: table[i], kids = table[0..n), then i, an index held by a Value (a replay may
 #    change it: an embedding's lookup); d = g to the entry read, nothing to the others
