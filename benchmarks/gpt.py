@@ -26,6 +26,7 @@ import sys
 import time
 from typing import Any, Optional, Sequence, Union
 
+from benchmarks.harness import Run, timed_steps
 from micrograd_cy import Value
 from micrograd_cy.functional import cross_entropy, linear, rmsnorm, softmax
 from micrograd_cy.optim import Adam, LinearLR
@@ -262,35 +263,31 @@ class TorchTraining:
         self.opt.zero_grad()
         loss.backward()
         self.update()
-        return loss.item()
+        return float(loss.item())
 
 
 # -- the benchmark's configurations (benchmarks/configs.py: gpt, gpt-torch) --------------------
 
-def run(steps: int, memory: bool) -> Any:
+def run(steps: int, memory: bool) -> Run:
     """run(steps, memory) of `gpt`: steps of the traced-graph loop, every length the steps
     meet traced before the clock starts (its time: trace_ms, all of them)."""
-    from benchmarks.harness import timed_steps
     docs, weights = setup()
     training = Training(docs, weights)
     t0 = time.perf_counter()
     for k in range(steps):
         training.batch(k)
     traced = time.perf_counter() - t0
-    step: dict[str, Any] = {}
-
     def forward(k: int) -> Value:
-        step["trace"], row = training.batch(k)
-        return step["trace"].replay(row)
+        trace, row = training.batch(k)
+        return trace.replay(row)
 
     result = timed_steps(steps, forward, training.opt.zero_grad, lambda loss: loss.backward(),
                          lambda k: training.update(), value=lambda loss: loss.data)
     return {**result, "extra": {"trace_ms": traced * 1e3, "lengths": len(training.traces)}}
 
 
-def run_torch(steps: int, memory: bool) -> Any:
+def run_torch(steps: int, memory: bool) -> Run:
     """run(steps, memory) of `gpt-torch`: the same steps in PyTorch."""
-    from benchmarks.harness import timed_steps
     docs, weights = setup()
     training = TorchTraining(docs, weights)
     return timed_steps(steps, training.loss, training.opt.zero_grad,
@@ -316,9 +313,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.error("--steps must be at least 1")
     every = args.every if args.every > 0 else max(1, args.steps // 10)
     docs, weights = setup()
-    runs = {"micrograd_cy": Training(docs, weights, args.steps)}
+    ours = Training(docs, weights, args.steps)
+    runs: dict[str, Union[Training, TorchTraining]] = {"micrograd_cy": ours}
     if args.torch:
-        runs["torch"] = TorchTraining(docs, weights, args.steps)  # type: ignore[assignment]
+        runs["torch"] = TorchTraining(docs, weights, args.steps)
     times: dict[str, list[float]] = {name: [] for name in runs}
     for k in range(args.steps):
         losses = {}
@@ -330,10 +328,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"step {k + 1:5d} / {args.steps} | " + " | ".join(
                 f"{name} loss {loss:.4f}" for name, loss in losses.items()))
     for name, ts in times.items():
-        print(f"{name}: {statistics.median(ts) * 1e3:.3f} ms a step (median; "
-              f"{sum(ts):.2f} s in all, the traces' first steps included)")
-    print("names sampled (temperature 0.5): "
-          + " ".join(runs["micrograd_cy"].model.sample()))  # type: ignore[union-attr]
+        print(f"{name}: {statistics.median(ts) * 1e3:.3f} ms a step (median), "
+              f"{sum(ts):.2f} s in all" + (f", {len(ours.traces)} name lengths traced"
+                                           if name == "micrograd_cy" else ""))
+    print(f"names sampled (temperature {TEMPERATURE}): " + " ".join(ours.model.sample()))
     return 0
 
 

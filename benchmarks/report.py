@@ -72,7 +72,8 @@ def loss_groups(results: dict[str, Result]) -> dict[str, list[tuple[bool, list[f
     groups: dict[str, list[tuple[bool, list[float]]]] = {}
     for name, r in results.items():
         if r["losses"]:
-            kind = LOSSES_OF.get(r["kind"], r["kind"])
+            kind: str = r["kind"]
+            kind = LOSSES_OF.get(kind, kind)
             groups.setdefault(kind, []).append((CONFIGS[name].exact, r["losses"]))
     return groups
 
