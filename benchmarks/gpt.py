@@ -194,7 +194,8 @@ class Training:
         self.schedule = LinearLR(self.opt, 1.0, 0.0, schedule_steps)
 
     def batch(self, k: int) -> tuple[Trace, list[int]]:
-        """Step k's graph (traced on the first name of its length) and its row of tokens."""
+        """Step k's graph (traced when a name of its length first comes) and its row of
+        tokens."""
         inputs, targets = window(encode(self.docs[k % len(self.docs)]))
         n = len(inputs)
         if n not in self.traces:
@@ -270,7 +271,8 @@ class TorchTraining:
 
 def run(steps: int, memory: bool) -> Run:
     """run(steps, memory) of `gpt`: steps of the traced-graph loop, every length the steps
-    meet traced before the clock starts (its time: trace_ms, all of them)."""
+    meet traced before the clock starts (its time: trace_ms, all of them). Its forward and
+    backward phases are forward_backward's two halves, timed apart."""
     docs, weights = setup()
     training = Training(docs, weights)
     t0 = time.perf_counter()
