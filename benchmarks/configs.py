@@ -253,7 +253,7 @@ CONFIGS = {c.name: c for c in [
            kind="gpt"),
     Config("gpt-torch", "the same GPT in PyTorch, float64, 1 thread", 300,
            lambda steps, memory: __import__("benchmarks.gpt").gpt.run_torch(steps, memory),
-           kind="gpt", needs=(TORCH,), reference="vs_torch", exact=False),
+           kind="gpt", needs=(TORCH,), reference="vs_torch"),
 ]}
 
 # (configuration, figure of its result, op, bound, what); the reference graph is upstream's,
