@@ -94,7 +94,8 @@ def test_the_benchmark_reports_gpt_against_pytorch(torch):
         worker=lambda name, steps, memory: CONFIGS[name].run(steps, memory)))
     assert results["gpt-torch"]["vs_torch"] == 1.0 and results["gpt"]["vs_torch"] > 0
     assert results["gpt"]["lengths"] >= 1 and results["gpt"]["trace_ms"] > 0
-    assert results["gpt"]["losses"] == pytest.approx(results["gpt-torch"]["losses"], rel=1e-12)
+    ours, theirs = results["gpt"]["losses"], results["gpt-torch"]["losses"]
+    assert len(theirs) >= 5 and ours[:len(theirs)] == pytest.approx(theirs, rel=1e-12)
     assert report.same_losses(results)
     assert any(line.startswith("losses (gpt): every configuration gives the same loss")
                for line in report.notes(results))
