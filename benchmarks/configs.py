@@ -248,6 +248,12 @@ CONFIGS = {c.name: c for c in [
            kind="probe"),
     Config("unrelated", "an MLP call, unrelated modules written", 1, _unrelated_writes,
            kind="probe"),
+    Config("gpt", "microgpt's GPT, a name a step, traced graphs", 500,
+           lambda steps, memory: __import__("benchmarks.gpt").gpt.run(steps, memory),
+           kind="gpt"),
+    Config("gpt-torch", "the same GPT in PyTorch, float64, 1 thread", 300,
+           lambda steps, memory: __import__("benchmarks.gpt").gpt.run_torch(steps, memory),
+           kind="gpt", needs=(TORCH,), reference="vs_torch"),
 ]}
 
 # (configuration, figure of its result, op, bound, what); the reference graph is upstream's,
@@ -269,4 +275,5 @@ TARGETS = [
      "small backward costs the same with a million live nodes (<= 2x)"),
     ("unrelated", "ratio", "<=", 1.2,
      "an MLP call costs the same while unrelated modules are written (<= 1.2x)"),
+    ("gpt", "vs_torch", ">=", 2, "microgpt's GPT step >= 2x PyTorch (float64, 1 thread)"),
 ]

@@ -124,3 +124,24 @@ def test_speed_md_is_the_report_of_its_json():
     assert list(results) == list(CONFIGS)
     assert all(len(r["rounds"]) == 5 for r in results.values())
     assert len(report.targets(results)) == len(TARGETS)
+
+
+def test_losses_are_compared_within_the_problem_they_were_computed_on():
+    from benchmarks import report
+
+    def result(kind, losses):
+        return {"kind": kind, "losses": losses, "ms_per_step": 1.0, "fwd_ms": 0.5, "bwd_ms": 0.5,
+                "description": kind, "rows": 100}
+    demo = [0.9, 0.8, 0.7]
+    results = {"native": result("moons", demo), "replay": result("moons", demo),
+               "batch": result("grid", demo[:1]),   # the grid's loss is the demo's first
+               "gpt": result("gpt", [3.3, 3.1]), "gpt-torch": result("gpt", [3.3, 3.1 + 1e-14])}
+    report.derive(results)
+    assert report.same_losses(results)
+    assert [line.split(" (relative")[0] for line in report.notes(results)
+            if line.startswith("losses")] == [
+        "losses: every configuration gives the same loss at every step",
+        "losses (gpt): every configuration gives the same loss at every step"]
+    results["batch"] = report.derive({"batch": result("grid", [0.95])})["batch"]
+    assert not report.same_losses(results)
+    assert "losses: DIFFER" in [line.split(" (")[0] for line in report.notes(results)]
