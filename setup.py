@@ -35,7 +35,9 @@ extensions = [
         "micrograd_cy.engine",
         ["micrograd_cy/engine.pyx"],
         define_macros=macros,
-        extra_compile_args=[] if TRACE or DEBUG else ["-O3"],
+        # no fused multiply-adds: a * b + c rounds twice in every copy of a rule (the nodes',
+        # the rows' vectorized ones), so that they agree to the bit whatever -march says
+        extra_compile_args=["-ffp-contract=off"] + ([] if TRACE or DEBUG else ["-O3"]),
     )
 ]
 

@@ -85,9 +85,9 @@ cdef object _rows_of(object rows, Py_ssize_t k, str name):
     if a.ndim != 2 or a.shape[1] != k:
         raise ValueError(f"{name} needs rows of {k} numbers, one for each input; got an "
                          f"array of shape {a.shape}")
-    bad = np.flatnonzero(np.isnan(a).any(axis=1))
-    if bad.size:
-        raise ValueError(f"{name}: row {bad[0]} holds NaN")
+    nan = np.isnan(a)
+    if nan.any():  # (by row, any(axis=1), took as long as the demo's grid's evaluation)
+        raise ValueError(f"{name}: row {np.flatnonzero(nan.any(axis=1))[0]} holds NaN")
     return np.ascontiguousarray(a)
 
 
@@ -108,7 +108,58 @@ cdef inline int _eval_all(PyObject** topo, Py_ssize_t n) noexcept:
 # ---------------------------------------------------------------------------
 # The program
 
-DEF LANES = 8  # rows a block, at most: 8 doubles are a cache line (and 2 AVX or 4 SSE registers)
+DEF LANES = 16  # rows a block, at most (MGCY_LANES in the C below)
+
+# DOT's usual case over a whole block (LANES rows), in C with GCC's vector types, which the C
+# compiler does not make of the loops below by itself: each weight one number for every row
+# (a constant), each input one a row. The same operations as _dot_fwd's, lane by lane: the
+# products, then the sum in the same order (no fused multiply-add: setup.py).
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+    typedef double mgcy_v2 __attribute__((vector_size(16), aligned(8)));
+    typedef long long mgcy_m2 __attribute__((vector_size(16), aligned(8)));
+    static inline double *mgcy_lane(double *X, Py_ssize_t W, const mgcy_arg *a) {
+        return a->x >= 0 ? X + a->x * W : X + a->x;
+    }
+    /* out[0..MGCY_LANES) = bias + w0*x0 + w1*x1 + ..., ReLU'd if relu; 0 when a child is not
+       of the usual kind (the caller then runs the general loop) */
+    #define MGCY_LANES 16
+    #define MGCY_V (MGCY_LANES / 2)
+    static inline int mgcy_dot_block(double *X, const mgcy_arg *a, Py_ssize_t n, int bias,
+                                     int relu, double *out) {
+        mgcy_v2 s[MGCY_V], zero = {0.0, 0.0};
+        const mgcy_v2 *x;
+        double v;
+        Py_ssize_t i;
+        int k;
+        for (i = 0; i < n; i++)
+            if (a[i].step != 0 || a[n + i].step != 1) return 0;
+        if (bias && a[2 * n].step != 0) return 0;
+        v = bias ? *mgcy_lane(X, MGCY_LANES, &a[2 * n]) : 0.0;
+        for (k = 0; k < MGCY_V; k++)
+            s[k] = (mgcy_v2){v, v};  /* the bias itself: 0.0 + -0.0 would be +0.0 */
+        for (i = 0; i < n; i++) {
+            v = *mgcy_lane(X, MGCY_LANES, &a[i]);
+            x = (const mgcy_v2 *)mgcy_lane(X, MGCY_LANES, &a[n + i]);
+            for (k = 0; k < MGCY_V; k++)
+                s[k] += v * x[k];
+        }
+        for (k = 0; k < MGCY_V; k++) {
+            if (relu)  /* a negative sum becomes +0.0; -0.0 and NaN stay */
+                s[k] = (mgcy_v2)((mgcy_m2)s[k] & ~(s[k] < zero));
+            ((mgcy_v2 *)out)[k] = s[k];
+        }
+        return 1;
+    }
+    #else
+    #define MGCY_LANES 16
+    static inline int mgcy_dot_block(double *X, const mgcy_arg *a, Py_ssize_t n, int bias,
+                                     int relu, double *out) { return 0; }
+    #endif
+    """
+    bint _dot_block "mgcy_dot_block"(double* X, const _Arg* a, Py_ssize_t n, int bias, int relu,
+                                     double* out) noexcept nogil
 
 cdef struct _Step:       # one node's rule over a block of rows
     unsigned char op
@@ -127,6 +178,7 @@ cdef struct _Code:  # a graph compiled for rows: see _Program
     PyObject** consts      # borrowed
     Py_ssize_t* con_start  # nconst + 1: constant u's edges are con_slot[con_start[u]:con_start[u + 1]]
     Py_ssize_t* con_slot
+    bint* con_added        # by con_slot: the edge adds into its slot (else writes: DOT's)
     _Arg* outs             # the outputs' numbers
     Py_ssize_t m
     Py_ssize_t root        # the loss's lane slot (backward_rows), or -1
@@ -154,6 +206,7 @@ cdef class _Program:
         PyMem_Free(self.c.consts)
         PyMem_Free(self.c.con_start)
         PyMem_Free(self.c.con_slot)
+        PyMem_Free(self.c.con_added)
         PyMem_Free(self.c.outs)
         PyMem_Free(self.c.xbuf)
         PyMem_Free(self.c.gbuf)
@@ -367,7 +420,8 @@ cdef int _compile_grads(_Code* p) except -1:
     p.sink = p.nlane + p.ncon
     p.con_start = <Py_ssize_t*>_alloc((p.nconst + 1) * sizeof(Py_ssize_t))
     p.con_slot = <Py_ssize_t*>_alloc(max(p.ncon, 1) * sizeof(Py_ssize_t))
-    if p.con_start == NULL or p.con_slot == NULL:
+    p.con_added = <bint*>_alloc(max(p.ncon, 1) * sizeof(bint))
+    if p.con_start == NULL or p.con_slot == NULL or p.con_added == NULL:
         raise MemoryError("out of memory compiling the graph")
     # kernel: begin
     for u in range(p.nconst + 1):
@@ -397,6 +451,7 @@ cdef int _compile_grads(_Code* p) except -1:
             if a.x < 0 and a.g != p.sink:
                 u = -1 - a.x
                 p.con_slot[p.con_start[u]] = a.g
+                p.con_added[p.con_start[u]] = p.steps[i].op != DOT
                 p.con_start[u] += 1
     u = p.nconst
     while u > 0:  # the starts moved to the ends: back by one constant
@@ -440,6 +495,8 @@ cdef inline void _dot_fwd_lanes(_Step* s, double* X, Py_ssize_t W) noexcept:
     cdef double* w
     cdef double* x
     cdef double v
+    if W == LANES and _dot_block(X, a, n, s.flags & HAS_BIAS, s.flags & RELU_OUT, X + s.out * W):
+        return
     if s.flags & HAS_BIAS:
         w = _lane_of(X, W, &a[2 * n])
         for l in range(W):
@@ -471,47 +528,53 @@ cdef inline void _dot_fwd_lanes(_Step* s, double* X, Py_ssize_t W) noexcept:
 
 cdef inline void _dot_bwd_lanes(_Step* s, double* X, double* G, Py_ssize_t W) noexcept:
     """DOT's chain rule for each row (_dot_bwd): to w0, x0, w1, x1, ..., then the bias; a
-    dead ReLU's row gives nothing."""
-    cdef Py_ssize_t n = s.n // 2, i, l
+    dead ReLU's row gives nothing. A constant child's slot is this edge's alone and -0.0
+    before (-0.0 + d == d): it is written, not added to, and a row giving nothing writes
+    -0.0, so that it needs no reset (_fold)."""
+    cdef Py_ssize_t n = s.n // 2, i, l, ws, xs
     cdef _Arg* a = s.args
     cdef double g[LANES]
+    cdef bint live[LANES]
     cdef double* out = X + s.out * W
     cdef double* w
     cdef double* x
     cdef double* gw
     cdef double* gx
-    cdef bint dead = False
+    cdef double d
     for l in range(W):
         g[l] = G[s.out * W + l]
-        if s.flags & RELU_OUT and out[l] <= 0.0:
-            dead = True
+        live[l] = not (s.flags & RELU_OUT and out[l] <= 0.0)  # NaN passes, as RELU
     for i in range(n):
         w = _lane_of(X, W, &a[i])
         x = _lane_of(X, W, &a[n + i])
+        ws = a[i].step
+        xs = a[n + i].step
         gw = G + a[i].g * W
         gx = G + a[n + i].g * W
-        if not dead:
-            if a[i].step == 0 and a[n + i].step:
-                for l in range(W):
-                    gw[l] += x[l] * g[l]
-                for l in range(W):
-                    gx[l] += w[0] * g[l]
-            else:
-                for l in range(W):
-                    gw[l] += x[l * a[n + i].step] * g[l]
-                for l in range(W):
-                    gx[l] += w[l * a[i].step] * g[l]
-        else:
+        if ws == 0 and xs:  # a weight and a row's number: the usual case
             for l in range(W):
-                if not out[l] <= 0.0:
-                    gw[l] += x[l * a[n + i].step] * g[l]
+                gw[l] = x[l] * g[l] if live[l] else -0.0
             for l in range(W):
-                if not out[l] <= 0.0:
-                    gx[l] += w[l * a[i].step] * g[l]
+                gx[l] = gx[l] + w[0] * g[l] if live[l] else gx[l]
+            continue
+        for l in range(W):
+            d = x[l * xs] * g[l]
+            if ws == 0:
+                gw[l] = d if live[l] else -0.0
+            elif live[l]:
+                gw[l] += d
+        for l in range(W):
+            d = w[l * ws] * g[l]
+            if xs == 0:
+                gx[l] = d if live[l] else -0.0
+            elif live[l]:
+                gx[l] += d
     if s.flags & HAS_BIAS:
         gw = G + a[2 * n].g * W
         for l in range(W):
-            if not (dead and out[l] <= 0.0):
+            if a[2 * n].step == 0:
+                gw[l] = g[l] if live[l] else -0.0
+            elif live[l]:
                 gw[l] += g[l]
 
 
@@ -643,13 +706,14 @@ cdef inline void _step_bwd(_Step* s, double* X, double* G, Py_ssize_t W) noexcep
                 gx[l] += d
 
 
-cdef int _run(_Code* p, const double* A, Py_ssize_t nrows, double* outs, bint backward,
-              double scale, Py_ssize_t* bad) noexcept:
+cdef inline int _run(_Code* p, const double* A, Py_ssize_t nrows, double* outs,
+                     bint backward, double scale, Py_ssize_t* bad, Py_ssize_t W) noexcept:
     """Every row of A (nrows x k) through p: the outputs' numbers to outs (nrows x m); with
     backward, the constants' grads add what backward() from the root, seeded with scale,
     gives them row after row. Returns OK, or the first failing row's Err (bad[0]: the row),
-    having added the rows before it only."""
-    cdef Py_ssize_t W = p.W, r0, nb, l, j, i, e, u, k = p.k, m = p.m
+    having added the rows before it only. W is p.W, a constant where it is called, so that
+    the C compiler makes the loops' copy for each width (1 and LANES)."""
+    cdef Py_ssize_t r0, nb, l, j, i, e, u, k = p.k, m = p.m
     cdef double* X = p.xbuf + p.nconst
     cdef double* G = p.gbuf
     cdef double* x
@@ -689,41 +753,39 @@ cdef int _run(_Code* p, const double* A, Py_ssize_t nrows, double* outs, bint ba
         for u in range(p.nconst):  # each constant's grad adds its edges, row by row
             e = p.con_start[u]
             if e + 1 == p.con_start[u + 1]:  # one edge: a weight of an MLP
-                _fold_one(_gradp(p.consts[u]), G + p.con_slot[e] * W, nb, W)
+                _fold_one(_gradp(p.consts[u]), G + p.con_slot[e] * W, nb, W, p.con_added[e])
             elif e < p.con_start[u + 1]:
-                _fold(_gradp(p.consts[u]), G, W, nb, p.con_slot + e, p.con_start[u + 1] - e)
+                _fold(_gradp(p.consts[u]), G, W, nb, p.con_slot + e, p.con_added + e,
+                      p.con_start[u + 1] - e)
     return OK
 
 
-cdef inline void _fold_one(double* grad, double* c, Py_ssize_t nb, Py_ssize_t W) noexcept:
-    """grad += c[0], += c[1], ... for the block's nb rows; c back to -0.0."""
+cdef inline void _fold_one(double* grad, double* c, Py_ssize_t nb, Py_ssize_t W,
+                           bint added) noexcept:
+    """grad += c[0], += c[1], ... for the block's nb rows; c back to -0.0 if added to."""
     cdef Py_ssize_t l
     cdef double acc = grad[0]
-    if nb == LANES:  # a whole block: a loop of constant length, unrolled
-        for l in range(LANES):
-            acc += c[l]
-        for l in range(LANES):
-            c[l] = -0.0
-    else:
-        for l in range(nb):
-            acc += c[l]
+    for l in range(nb):
+        acc += c[l]
+    grad[0] = acc
+    if added:
         for l in range(W):
             c[l] = -0.0
-    grad[0] = acc
 
 
 cdef inline void _fold(double* grad, double* G, Py_ssize_t W, Py_ssize_t nb, Py_ssize_t* slots,
-                       Py_ssize_t n) noexcept:
+                       bint* added, Py_ssize_t n) noexcept:
     """_fold_one for a constant of n edges: each row adds them in the order given."""
     cdef Py_ssize_t l, e
     cdef double acc = grad[0]
     for l in range(nb):
         for e in range(n):
             acc += G[slots[e] * W + l]
-    for e in range(n):
-        for l in range(W):
-            G[slots[e] * W + l] = -0.0
     grad[0] = acc
+    for e in range(n):
+        if added[e]:
+            for l in range(W):
+                G[slots[e] * W + l] = -0.0
 # kernel: end
 
 
@@ -744,14 +806,17 @@ cdef object _run_rows(_Code* p, object a, str name, bint backward, double scale)
     cdef const double[:, ::1] A = a
     cdef double[:, ::1] out = result
     cdef double* saved = NULL
-    _widen(p, min(nrows, LANES))
+    _widen(p, 1 if nrows == 1 else LANES)  # one row: a GPT's step, a document
     if backward:
         saved = <double*>_alloc(max(p.nconst, 1) * sizeof(double))
         if saved == NULL:
             raise MemoryError("out of memory running the graph on rows")
         for u in range(p.nconst):
             saved[u] = _gradp(p.consts[u])[0]
-    err = _run(p, &A[0, 0], nrows, &out[0, 0], backward, scale, &bad)
+    if p.W == 1:
+        err = _run(p, &A[0, 0], nrows, &out[0, 0], backward, scale, &bad, 1)
+    else:
+        err = _run(p, &A[0, 0], nrows, &out[0, 0], backward, scale, &bad, LANES)
     if err and backward:
         _restore_grads(p, saved)
     PyMem_Free(saved)

@@ -89,10 +89,18 @@ cdef inline PyObject** _children(PyObject* node) noexcept:
 
 # A child's numbers in a block of rows (batch.pxi: _Program): its data, one a row (step 1) or
 # one for every row (step 0: a constant), and where what an edge gives it goes.
-cdef struct _Arg:
-    Py_ssize_t x      # a lane slot (x >= 0), or the constant -1 - x
-    Py_ssize_t step   # 1: one number a row; 0: one for every row (a constant)
-    Py_ssize_t g      # the slot the edge gives to, in the block's grads (batch.pxi)
+cdef extern from *:  # a C struct: batch.pxi's vectorized C loops read it too
+    """
+    typedef struct {
+        Py_ssize_t x;     /* a lane slot (x >= 0), or the constant -1 - x */
+        Py_ssize_t step;  /* 1: one number a row; 0: one for every row (a constant) */
+        Py_ssize_t g;     /* the slot the edge gives to, in the block's grads (batch.pxi) */
+    } mgcy_arg;
+    """
+    ctypedef struct _Arg "mgcy_arg":
+        Py_ssize_t x
+        Py_ssize_t step
+        Py_ssize_t g
 
 cdef inline double* _lane_of(double* X, Py_ssize_t W, _Arg* a) noexcept:
     """Where a child's numbers are in X: W a lane slot, then the constants after nlane slots
