@@ -4,8 +4,8 @@ demo schedule (learning_rate): the rate falls linearly from lr to lr/10.
 
 The losses live here, beside the loop that uses them: svm_loss is the notebook's loss on
 any engine (upstream micrograd's too), svm_loss_fused the same numbers from fused nodes.
-A full-batch two-class run builds its graph once and replays it (Value.forward) every
-step; the others build a graph per step.
+Training builds a sample's graph once and runs it over every step's rows in C
+(Value.backward_rows), full-batch and mini-batch alike.
 """
 from __future__ import annotations
 
@@ -134,59 +134,97 @@ def memory_needed(sizes: Sequence[int], rows: int) -> int:
 
 # -- training --------------------------------------------------------------------------------
 
-def predictions(scores: Sequence[Any], classes: int) -> np.ndarray:
+def evaluate(model: nn.MLP, X: np.ndarray, y: np.ndarray, classes: int,
+             trace: Optional[Trace] = None) -> tuple[float, float, np.ndarray]:
+    """(loss, accuracy, predictions) of the model on X, y, by Value.evaluate on a sample's
+    graph (trace, or one built now); builds no gradients. The loss: mean(sample losses) +
+    alpha * sum(p*p), summed as loss_of's graph sums it."""
+    trace = trace or Trace.of(model, X.shape[1], classes)
+    out = Value.evaluate([trace.loss, *trace.scores], trace.inputs, trace.rows(X, y))
+    params = model.parameters()
+    total = sum(out[:, 0].tolist()) * (1.0 / len(X)) + ALPHA * Value.dot(params, params).data
+    guess = scored(out[:, 1:], classes)
+    return total, float(np.mean(guess == y)), guess
+
+
+@dataclass
+class Trace:
+    """A sample's graph, built once: its loss and outputs over leaves for its features and
+    its label, which Value.backward_rows and Value.evaluate run for every row of a batch."""
+    inputs: list[Value]   # the features' leaves, then the label's
+    loss: Value           # the sample's loss: micrograd's hinge for two classes, else cross-entropy
+    scores: list[Value]   # the model's outputs
+
+    @classmethod
+    def of(cls, model: nn.MLP, features: int, classes: int) -> "Trace":
+        x = [Value(0.0) for _ in range(features)]
+        label = Value(1.0 if classes == 2 else 0.0)  # -1/+1 for two classes, else an index
+        out = model(x)
+        if classes == 2:
+            return cls([*x, label], (1 + -label*out).relu(), [out])
+        return cls([*x, label], Value.cross_entropy(out, label), list(out))
+
+    def rows(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return np.column_stack([X, y]).astype(np.float64)
+
+
+def step_loss(trace: Trace, rows: np.ndarray, params: Sequence[Value],
+              alpha: float = ALPHA) -> tuple[float, np.ndarray]:
+    """backward() of mean(sample losses) + alpha * sum(p*p) over the rows, into the params'
+    grads (added): the losses of the samples one after the other, as backward() on each
+    sample's graph scaled by 1/len(rows) gives them, then the L2 term's. Returns the total
+    loss and the scores (rows x outputs)."""
+    losses, scores = Value.backward_rows(trace.loss, trace.inputs, rows, trace.scores,
+                                         scale=1.0 / len(rows))
+    reg = alpha * Value.dot(params, params)
+    reg.backward()
+    return sum(losses.tolist()) * (1.0 / len(rows)) + reg.data, scores
+
+
+def scored(scores: np.ndarray, classes: int) -> np.ndarray:
+    """The predicted labels of scores (rows x outputs): -1/+1 for two classes, else the class."""
     if classes == 2:
-        return np.array([1 if s.data > 0 else -1 for s in scores])
-    return np.array([max(range(classes), key=lambda k: logits[k].data) for logits in scores])
-
-
-def evaluate(model: nn.MLP, X: np.ndarray, y: np.ndarray,
-             classes: int) -> tuple[float, float, np.ndarray]:
-    """(loss, accuracy, predictions) of the model on X, y; builds no gradients."""
-    total, scores = loss_of(model, X, y, classes)
-    guess = predictions(scores, classes)
-    return total.data, float(np.mean(guess == y)), guess
+        return np.where(scores[:, 0] > 0, 1, -1)
+    return np.argmax(scores, axis=1)
 
 
 def train(dataset: Dataset, model: nn.MLP, steps: int, batch_size: Optional[int] = None,
           lr: float = 1.0, seed: int = 1337,
           on_step: Optional[Callable[[int, float, float], None]] = None) -> Result:
-    """SGD for `steps` steps; on_step(k, loss, accuracy) after each. Returns a Result."""
+    """SGD for `steps` steps; on_step(k, loss, accuracy) after each. Returns a Result.
+
+    A sample's graph is built once (Trace) and every step runs it over the step's rows in C
+    (Value.backward_rows): full-batch and mini-batch alike."""
     result = Result(model)
     opt = SGD(model.parameters(), lr)
+    params = model.parameters()
+    trace = Trace.of(model, dataset.features, dataset.classes)
+    rows = trace.rows(dataset.X, dataset.y)
     n = len(dataset.X)
     batch = n if batch_size is None else min(batch_size, n)
     rng = np.random.default_rng(seed)
     order, cursor = rng.permutation(n), 0
-    replayed = None
     start = time.perf_counter()
     for k in range(steps):
-        if batch == n and dataset.classes == 2:
-            if replayed is None:
-                replayed = loss_of(model, dataset.X, dataset.y, 2)
-            else:
-                replayed[0].forward()
-            total, scores = replayed
-            yb = dataset.y
+        if batch == n:
+            idx = np.arange(n)
         else:
             if cursor + batch > n:  # a new epoch: a new shuffle
                 order, cursor = rng.permutation(n), 0
             idx = order[cursor:cursor + batch]
             cursor += batch
-            yb = dataset.y[idx]
-            total, scores = loss_of(model, dataset.X[idx], yb, dataset.classes)
         opt.zero_grad()
-        total.backward()
+        total, scores = step_loss(trace, rows[idx], params)
         opt.step(learning_rate(k, steps, lr))
-        result.loss.append(total.data)
-        result.accuracy.append(float(np.mean(predictions(scores, dataset.classes) == yb)))
+        result.loss.append(total)
+        result.accuracy.append(float(np.mean(scored(scores, dataset.classes) == dataset.y[idx])))
         if on_step is not None:
             on_step(k, result.loss[-1], result.accuracy[-1])
     result.final_loss, result.final_accuracy, _ = evaluate(model, dataset.X, dataset.y,
-                                                           dataset.classes)
+                                                           dataset.classes, trace)
     if len(dataset.X_test):
         _, result.test_accuracy, guess = evaluate(model, dataset.X_test, dataset.y_test,
-                                                  dataset.classes)
+                                                  dataset.classes, trace)
         result.confusion = np.zeros((dataset.classes, dataset.classes), dtype=int)
         if dataset.classes == 2:  # -1/+1 as class 0/1 (-1 would index the last row)
             np.add.at(result.confusion, ((dataset.y_test > 0) * 1, (guess > 0) * 1), 1)

@@ -8,17 +8,19 @@ import numpy as np
 import pytest
 
 from conftest import run_probe
-from micrograd_cy import datasets, nn, train
+from micrograd_cy import Value, datasets, nn, train
 
 
 def python_loop(dataset, model, steps, batch_size=None, lr=1.0, seed=1337):
-    """train.train as it was before optim.SGD: a graph a step, model.zero_grad(), backward()
-    and the update in Python. Returns the losses."""
+    """train.train written as a micrograd user would: each sample's graph built and
+    backpropagated in turn (its loss scaled by 1/batch), then the L2 term's, and the update in
+    Python. Returns the losses."""
     n = len(dataset.X)
     batch = n if batch_size is None else min(batch_size, n)
     rng = np.random.default_rng(seed)
     order, cursor = rng.permutation(n), 0
     losses = []
+    params = model.parameters()
     for k in range(steps):
         if batch == n:
             idx = np.arange(n)
@@ -27,18 +29,25 @@ def python_loop(dataset, model, steps, batch_size=None, lr=1.0, seed=1337):
                 order, cursor = rng.permutation(n), 0
             idx = order[cursor:cursor + batch]
             cursor += batch
-        total, _ = train.loss_of(model, dataset.X[idx], dataset.y[idx], dataset.classes)
         model.zero_grad()
-        total.backward()
+        sample_losses = []
+        for x, y in zip(dataset.X[idx].tolist(), dataset.y[idx].tolist()):
+            scores = model(x)
+            loss = (1 + -y * scores).relu() if dataset.classes == 2 else \
+                Value.cross_entropy(scores, y)
+            (loss * (1.0 / len(idx))).backward()
+            sample_losses.append(loss.data)
+        reg = train.ALPHA * sum(p * p for p in params)
+        reg.backward()
         rate = lr * (1.0 - 0.9 * k / steps)  # the schedule as the loop wrote it
-        for p in model.parameters():
+        for p in params:
             p.data -= rate * p.grad
-        losses.append(total.data)
+        losses.append(sum(sample_losses) * (1.0 / len(idx)) + reg.data)
     return losses
 
 
 @pytest.mark.parametrize("name, steps, batch, lr, hidden", [
-    ("moons", 12, None, 1.0, (16, 16)),   # the whole set: its graph replayed, SGD in C
+    ("moons", 12, None, 1.0, (16, 16)),   # the whole set, SGD in C
     ("blobs", 6, 50, 0.5, (8,)),         # mini-batches, cross-entropy
 ])
 def test_train_gives_the_numbers_of_micrograds_loop_bit_for_bit(name, steps, batch, lr, hidden):
@@ -132,7 +141,7 @@ def test_the_memory_estimate_bounds_what_a_step_takes(fused, steps):
     # slabs one step leaves for the next would hide the next one's: a fresh interpreter each
     out = run_probe(f"""
         import gc, json, random, tracemalloc
-        from micrograd_cy import datasets, nn, train
+        from micrograd_cy import Value, datasets, nn, train
         nn.set_fused({fused})
         for name, hidden, rows in {steps!r}:
             data = datasets.load(name)
