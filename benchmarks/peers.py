@@ -57,14 +57,20 @@ def upstream_nn(engine: ModuleType) -> ModuleType:
     return module
 
 
-def batched_scores(h: Any, params: Sequence[Any], relu: Callable[[Any], Any]) -> Any:
-    """The MLP's scores for the rows of h, all at once: params is [W0, b0, W1, b1, ...]
-    (arrays or tensors of any library with @ and .T), relu between layers."""
+def batched_outputs(h: Any, params: Sequence[Any], relu: Callable[[Any], Any]) -> Any:
+    """The MLP's outputs for the rows of h, all at once (rows x outputs): params is
+    [W0, b0, W1, b1, ...] (arrays or tensors of any library with @ and .T), relu between
+    layers."""
     for i in range(0, len(params), 2):
         h = h @ params[i].T + params[i + 1]
         if i + 2 < len(params):
             h = relu(h)
-    return h[:, 0]
+    return h
+
+
+def batched_scores(h: Any, params: Sequence[Any], relu: Callable[[Any], Any]) -> Any:
+    """The scores of a one-output MLP for the rows of h (batched_outputs)."""
+    return batched_outputs(h, params, relu)[:, 0]
 
 
 def _batched_loss(X: Any, y: Any, params: Sequence[Any], relu: Callable[[Any], Any],

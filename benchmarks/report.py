@@ -106,7 +106,7 @@ def targets(results: dict[str, Result]) -> list[tuple[str, float, bool]]:
 def notes(results: dict[str, Result]) -> list[str]:
     """What the table does not show: rows a second, the floor, the probes."""
     lines = []
-    for name in ("batch", "torch-batch"):
+    for name in ("evaluate", "evaluate-torch"):
         if name in results:
             r = results[name]
             vs = r["vs_torch"]

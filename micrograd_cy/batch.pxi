@@ -152,14 +152,58 @@ cdef extern from *:
         }
         return 1;
     }
+    /* _dot_bwd_lanes's usual case over a whole block: to each weight (a constant: its slot is
+       the edge's own, written) x * g, to each input (added to) w * g, to the bias g; a row
+       whose ReLU is dead gives nothing (its weights' slots -0.0). 0: not the usual case. */
+    static inline int mgcy_dot_bwd_block(double *X, double *G, const mgcy_arg *a, Py_ssize_t n,
+                                         int bias, int relu, Py_ssize_t out) {
+        mgcy_v2 g[MGCY_V], zero = {0.0, 0.0}, nz = {-0.0, -0.0}, d;
+        mgcy_m2 live[MGCY_V];
+        const mgcy_v2 *x, *o = (const mgcy_v2 *)(X + out * MGCY_LANES);
+        mgcy_v2 *gw, *gx;
+        double v;
+        Py_ssize_t i;
+        int k;
+        for (i = 0; i < n; i++)
+            if (a[i].step != 0 || a[n + i].step != 1) return 0;
+        if (bias && a[2 * n].step != 0) return 0;
+        for (k = 0; k < MGCY_V; k++) {
+            g[k] = ((const mgcy_v2 *)(G + out * MGCY_LANES))[k];
+            live[k] = ~(o[k] <= zero);  /* NaN passes, as RELU */
+            if (!relu)
+                live[k] = ~(mgcy_m2){0, 0};
+        }
+        for (i = 0; i < n; i++) {
+            v = *mgcy_lane(X, MGCY_LANES, &a[i]);
+            x = (const mgcy_v2 *)mgcy_lane(X, MGCY_LANES, &a[n + i]);
+            gw = (mgcy_v2 *)(G + a[i].g * MGCY_LANES);
+            gx = (mgcy_v2 *)(G + a[n + i].g * MGCY_LANES);
+            for (k = 0; k < MGCY_V; k++)
+                gw[k] = (mgcy_v2)(((mgcy_m2)(x[k] * g[k]) & live[k]) | ((mgcy_m2)nz & ~live[k]));
+            for (k = 0; k < MGCY_V; k++) {
+                d = gx[k] + v * g[k];
+                gx[k] = (mgcy_v2)(((mgcy_m2)d & live[k]) | ((mgcy_m2)gx[k] & ~live[k]));
+            }
+        }
+        if (bias) {
+            gw = (mgcy_v2 *)(G + a[2 * n].g * MGCY_LANES);
+            for (k = 0; k < MGCY_V; k++)
+                gw[k] = (mgcy_v2)(((mgcy_m2)g[k] & live[k]) | ((mgcy_m2)nz & ~live[k]));
+        }
+        return 1;
+    }
     #else
     #define MGCY_LANES 16
+    static inline int mgcy_dot_bwd_block(double *X, double *G, const mgcy_arg *a, Py_ssize_t n,
+                                         int bias, int relu, Py_ssize_t out) { return 0; }
     static inline int mgcy_dot_block(double *X, const mgcy_arg *a, Py_ssize_t n, int bias,
                                      int relu, double *out) { return 0; }
     #endif
     """
     bint _dot_block "mgcy_dot_block"(double* X, const _Arg* a, Py_ssize_t n, int bias, int relu,
                                      double* out) noexcept nogil
+    bint _dot_bwd_block "mgcy_dot_bwd_block"(double* X, double* G, const _Arg* a, Py_ssize_t n,
+                                             int bias, int relu, Py_ssize_t out) noexcept nogil
 
 cdef struct _Step:       # one node's rule over a block of rows
     unsigned char op
@@ -541,6 +585,8 @@ cdef inline void _dot_bwd_lanes(_Step* s, double* X, double* G, Py_ssize_t W) no
     cdef double* gw
     cdef double* gx
     cdef double d
+    if W == LANES and _dot_bwd_block(X, G, a, n, s.flags & HAS_BIAS, s.flags & RELU_OUT, s.out):
+        return
     for l in range(W):
         g[l] = G[s.out * W + l]
         live[l] = not (s.flags & RELU_OUT and out[l] <= 0.0)  # NaN passes, as RELU

@@ -134,7 +134,7 @@ def test_losses_are_compared_within_the_problem_they_were_computed_on():
                 "description": kind, "rows": 100}
     demo = [0.9, 0.8, 0.7]
     results = {"native": result("moons", demo), "replay": result("moons", demo),
-               "batch": result("grid", demo[:1]),   # the grid's loss is the demo's first
+               "evaluate": result("grid", demo[:1]),   # the grid's loss is the demo's first
                "gpt": result("gpt", [3.3, 3.1]), "gpt-torch": result("gpt", [3.3, 3.1 + 1e-14])}
     report.derive(results)
     assert report.same_losses(results)
@@ -142,6 +142,6 @@ def test_losses_are_compared_within_the_problem_they_were_computed_on():
             if line.startswith("losses")] == [
         "losses: every configuration gives the same loss at every step",
         "losses (gpt): every configuration gives the same loss at every step"]
-    results["batch"] = report.derive({"batch": result("grid", [0.95])})["batch"]
+    results["evaluate"] = report.derive({"evaluate": result("grid", [0.95])})["evaluate"]
     assert not report.same_losses(results)
     assert "losses: DIFFER" in [line.split(" (")[0] for line in report.notes(results)]

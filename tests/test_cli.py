@@ -265,7 +265,7 @@ def test_bench_runs_side_by_side(capsys, tmp_path, in_the_clone):
 @pytest.mark.torch
 def test_bench_rows_of_peers_notebook_and_batch_reach_the_same_first_loss(capsys, tmp_path, torch,
                                                                           in_the_clone):
-    code = cli.main(["bench", "--only", "notebook,notebook-floats,torch,batch,torch-batch",
+    code = cli.main(["bench", "--only", "notebook,notebook-floats,torch,evaluate,evaluate-torch",
                      "--scale", "0.2", "--rounds", "1", "--json", str(tmp_path / "bench.json")])
     out = capsys.readouterr().out
     assert code == 0 and "every configuration gives the same loss" in out, out
@@ -274,9 +274,9 @@ def test_bench_rows_of_peers_notebook_and_batch_reach_the_same_first_loss(capsys
         assert words in out, (words, out)
     results = json.loads((tmp_path / "bench.json").read_text())
     first = results["torch"]["losses"][0]
-    for c in ("notebook", "notebook-floats", "batch", "torch-batch"):
+    for c in ("notebook", "notebook-floats", "evaluate", "evaluate-torch"):
         assert results[c]["losses"][0] == pytest.approx(first, rel=1e-12), c
-    assert results["batch"]["rows"] == 25_600
+    assert results["evaluate"]["rows"] == 25_600
     assert results["torch"]["vs_torch"] == 1.0
 
 
