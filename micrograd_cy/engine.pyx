@@ -23,7 +23,7 @@ include "memory.pxi"  # slabs (where nodes live), the tape, freeing; the invaria
 include "order.pxi"   # the walks that order a graph, and the backward and replay passes
 include "build.pxi"   # Python numbers and sequences into leaves and op nodes: every builder
 include "net.pxi"     # a one-output MLP as one node: the NET and PARAMS rules, and Net
-include "batch.pxi"   # Value.evaluate: a graph evaluated on many rows of inputs in one call
+include "batch.pxi"   # Value.evaluate, Value.backward_rows: a graph compiled and run over many rows
 include "optim.pxi"   # SGD, Adam, AdamW: torch.optim's updates over the parameters, in C
 include "debug.pxi"   # the debug build's invariant checks and failing allocations
 
