@@ -110,100 +110,126 @@ cdef inline int _eval_all(PyObject** topo, Py_ssize_t n) noexcept:
 
 DEF LANES = 16  # rows a block, at most (MGCY_LANES in the C below)
 
-# DOT's usual case over a whole block (LANES rows), in C with GCC's vector types, which the C
-# compiler does not make of the loops below by itself: each weight one number for every row
-# (a constant), each input one a row. The same operations as _dot_fwd's, lane by lane: the
-# products, then the sum in the same order (no fused multiply-add: setup.py).
+# DOT's usual case over a whole block of LANES rows, where a step's time goes, in C with GCC's
+# vector types (the C compiler makes no vectors of the loops below by itself): each weight one
+# number for every row (a constant), each input one a row. The same operations as the rules'
+# (ops.pxi: _dot_fwd, _dot_bwd), lane by lane, in the same order; no fused multiply-add
+# (setup.py). Written once over a vector type (MGCY_DOT_KERNELS): SSE2's, which every x86-64
+# has, and AVX2's, taken where the CPU has it (twice the rows an instruction).
 cdef extern from *:
     """
+    #define MGCY_LANES 16
     #if defined(__GNUC__) || defined(__clang__)
-    typedef double mgcy_v2 __attribute__((vector_size(16), aligned(8)));
-    typedef long long mgcy_m2 __attribute__((vector_size(16), aligned(8)));
     static inline double *mgcy_lane(double *X, Py_ssize_t W, const mgcy_arg *a) {
         return a->x >= 0 ? X + a->x * W : X + a->x;
     }
-    /* out[0..MGCY_LANES) = bias + w0*x0 + w1*x1 + ..., ReLU'd if relu; 0 when a child is not
-       of the usual kind (the caller then runs the general loop) */
-    #define MGCY_LANES 16
-    #define MGCY_V (MGCY_LANES / 2)
+    /* mgcy_dot_fwd_<s>: out[0..MGCY_LANES) = bias + w0*x0 + w1*x1 + ..., ReLU'd if relu (a
+       negative sum becomes +0.0; -0.0 and NaN stay).
+       mgcy_dot_bwd_<s>: to each weight (a constant: its slot is the edge's own, written)
+       x * g, to each input (added to) w * g, to the bias g; a row whose ReLU is dead gives
+       nothing (its weights' slots -0.0, its inputs' unchanged). */
+    #define MGCY_DOT_KERNELS(S, ATTR, V, M, WIDTH)                                              \
+    typedef double V __attribute__((vector_size(WIDTH * 8), aligned(8)));                     \
+    typedef long long M __attribute__((vector_size(WIDTH * 8), aligned(8)));                  \
+    enum { MGCY_N_##S = MGCY_LANES / WIDTH };                                                  \
+    static ATTR void mgcy_dot_fwd_##S(double *X, const mgcy_arg *a, Py_ssize_t n, int bias,    \
+                                      int relu, double *out) {                                 \
+        V s[MGCY_N_##S], zero = {0.0};                                                          \
+        const V *x;                                                                             \
+        double v = bias ? *mgcy_lane(X, MGCY_LANES, &a[2 * n]) : 0.0;                           \
+        Py_ssize_t i;                                                                           \
+        int k;                                                                                  \
+        for (k = 0; k < MGCY_N_##S; k++)                                                        \
+            s[k] = v - zero;  /* the bias itself: 0.0 + -0.0 would be +0.0 */                   \
+        for (i = 0; i < n; i++) {                                                               \
+            v = *mgcy_lane(X, MGCY_LANES, &a[i]);                                               \
+            x = (const V *)mgcy_lane(X, MGCY_LANES, &a[n + i]);                                 \
+            for (k = 0; k < MGCY_N_##S; k++)                                                    \
+                s[k] += v * x[k];                                                               \
+        }                                                                                       \
+        for (k = 0; k < MGCY_N_##S; k++) {                                                      \
+            if (relu)                                                                           \
+                s[k] = (V)((M)s[k] & ~(s[k] < zero));                                           \
+            ((V *)out)[k] = s[k];                                                               \
+        }                                                                                       \
+    }                                                                                           \
+    static ATTR void mgcy_dot_bwd_##S(double *X, double *G, const mgcy_arg *a, Py_ssize_t n,   \
+                                      int bias, int relu, Py_ssize_t out) {                    \
+        V g[MGCY_N_##S], zero = {0.0}, nz = -0.0 - zero, d;                                     \
+        M live[MGCY_N_##S], all = ~(M){0};                                                      \
+        const V *x, *o = (const V *)(X + out * MGCY_LANES);                                     \
+        V *gw, *gx;                                                                             \
+        double v;                                                                               \
+        Py_ssize_t i;                                                                           \
+        int k;                                                                                  \
+        for (k = 0; k < MGCY_N_##S; k++) {                                                      \
+            g[k] = ((const V *)(G + out * MGCY_LANES))[k];                                      \
+            live[k] = relu ? (M)~(o[k] <= zero) : all;  /* NaN passes, as RELU */              \
+        }                                                                                       \
+        for (i = 0; i < n; i++) {                                                               \
+            v = *mgcy_lane(X, MGCY_LANES, &a[i]);                                               \
+            x = (const V *)mgcy_lane(X, MGCY_LANES, &a[n + i]);                                 \
+            gw = (V *)(G + a[i].g * MGCY_LANES);                                                \
+            gx = (V *)(G + a[n + i].g * MGCY_LANES);                                            \
+            for (k = 0; k < MGCY_N_##S; k++)                                                    \
+                gw[k] = (V)(((M)(x[k] * g[k]) & live[k]) | ((M)nz & ~live[k]));                 \
+            for (k = 0; k < MGCY_N_##S; k++) {                                                  \
+                d = gx[k] + v * g[k];                                                           \
+                gx[k] = (V)(((M)d & live[k]) | ((M)gx[k] & ~live[k]));                          \
+            }                                                                                   \
+        }                                                                                       \
+        if (bias) {                                                                             \
+            gw = (V *)(G + a[2 * n].g * MGCY_LANES);                                            \
+            for (k = 0; k < MGCY_N_##S; k++)                                                    \
+                gw[k] = (V)(((M)g[k] & live[k]) | ((M)nz & ~live[k]));                          \
+        }                                                                                       \
+    }
+    MGCY_DOT_KERNELS(sse2, , mgcy_v2, mgcy_m2, 2)
+    #if (defined(__x86_64__) || defined(__i386__)) && !defined(__clang__)
+    MGCY_DOT_KERNELS(avx2, __attribute__((target("avx2"))), mgcy_v4, mgcy_m4, 4)
+    static int mgcy_has_avx2 = -1;
+    static inline int mgcy_avx2(void) {
+        if (mgcy_has_avx2 < 0)
+            mgcy_has_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+        return mgcy_has_avx2;
+    }
+    #else
+    static inline int mgcy_avx2(void) { return 0; }
+    #define mgcy_dot_fwd_avx2 mgcy_dot_fwd_sse2
+    #define mgcy_dot_bwd_avx2 mgcy_dot_bwd_sse2
+    #endif
+    /* 1 when the step is DOT's usual case (done), 0 for the general loop */
     static inline int mgcy_dot_block(double *X, const mgcy_arg *a, Py_ssize_t n, int bias,
-                                     int relu, double *out) {
-        mgcy_v2 s[MGCY_V], zero = {0.0, 0.0};
-        const mgcy_v2 *x;
-        double v;
-        Py_ssize_t i;
-        int k;
-        for (i = 0; i < n; i++)
-            if (a[i].step != 0 || a[n + i].step != 1) return 0;
-        if (bias && a[2 * n].step != 0) return 0;
-        v = bias ? *mgcy_lane(X, MGCY_LANES, &a[2 * n]) : 0.0;
-        for (k = 0; k < MGCY_V; k++)
-            s[k] = (mgcy_v2){v, v};  /* the bias itself: 0.0 + -0.0 would be +0.0 */
-        for (i = 0; i < n; i++) {
-            v = *mgcy_lane(X, MGCY_LANES, &a[i]);
-            x = (const mgcy_v2 *)mgcy_lane(X, MGCY_LANES, &a[n + i]);
-            for (k = 0; k < MGCY_V; k++)
-                s[k] += v * x[k];
-        }
-        for (k = 0; k < MGCY_V; k++) {
-            if (relu)  /* a negative sum becomes +0.0; -0.0 and NaN stay */
-                s[k] = (mgcy_v2)((mgcy_m2)s[k] & ~(s[k] < zero));
-            ((mgcy_v2 *)out)[k] = s[k];
-        }
+                                     int relu, int usual, double *out) {
+        if (!usual) return 0;
+        if (mgcy_avx2()) mgcy_dot_fwd_avx2(X, a, n, bias, relu, out);
+        else mgcy_dot_fwd_sse2(X, a, n, bias, relu, out);
         return 1;
     }
-    /* _dot_bwd_lanes's usual case over a whole block: to each weight (a constant: its slot is
-       the edge's own, written) x * g, to each input (added to) w * g, to the bias g; a row
-       whose ReLU is dead gives nothing (its weights' slots -0.0). 0: not the usual case. */
     static inline int mgcy_dot_bwd_block(double *X, double *G, const mgcy_arg *a, Py_ssize_t n,
-                                         int bias, int relu, Py_ssize_t out) {
-        mgcy_v2 g[MGCY_V], zero = {0.0, 0.0}, nz = {-0.0, -0.0}, d;
-        mgcy_m2 live[MGCY_V];
-        const mgcy_v2 *x, *o = (const mgcy_v2 *)(X + out * MGCY_LANES);
-        mgcy_v2 *gw, *gx;
-        double v;
-        Py_ssize_t i;
-        int k;
-        for (i = 0; i < n; i++)
-            if (a[i].step != 0 || a[n + i].step != 1) return 0;
-        if (bias && a[2 * n].step != 0) return 0;
-        for (k = 0; k < MGCY_V; k++) {
-            g[k] = ((const mgcy_v2 *)(G + out * MGCY_LANES))[k];
-            live[k] = ~(o[k] <= zero);  /* NaN passes, as RELU */
-            if (!relu)
-                live[k] = ~(mgcy_m2){0, 0};
-        }
-        for (i = 0; i < n; i++) {
-            v = *mgcy_lane(X, MGCY_LANES, &a[i]);
-            x = (const mgcy_v2 *)mgcy_lane(X, MGCY_LANES, &a[n + i]);
-            gw = (mgcy_v2 *)(G + a[i].g * MGCY_LANES);
-            gx = (mgcy_v2 *)(G + a[n + i].g * MGCY_LANES);
-            for (k = 0; k < MGCY_V; k++)
-                gw[k] = (mgcy_v2)(((mgcy_m2)(x[k] * g[k]) & live[k]) | ((mgcy_m2)nz & ~live[k]));
-            for (k = 0; k < MGCY_V; k++) {
-                d = gx[k] + v * g[k];
-                gx[k] = (mgcy_v2)(((mgcy_m2)d & live[k]) | ((mgcy_m2)gx[k] & ~live[k]));
-            }
-        }
-        if (bias) {
-            gw = (mgcy_v2 *)(G + a[2 * n].g * MGCY_LANES);
-            for (k = 0; k < MGCY_V; k++)
-                gw[k] = (mgcy_v2)(((mgcy_m2)g[k] & live[k]) | ((mgcy_m2)nz & ~live[k]));
-        }
+                                         int bias, int relu, int usual, Py_ssize_t out) {
+        if (!usual) return 0;
+        if (mgcy_avx2()) mgcy_dot_bwd_avx2(X, G, a, n, bias, relu, out);
+        else mgcy_dot_bwd_sse2(X, G, a, n, bias, relu, out);
         return 1;
     }
     #else
-    #define MGCY_LANES 16
-    static inline int mgcy_dot_bwd_block(double *X, double *G, const mgcy_arg *a, Py_ssize_t n,
-                                         int bias, int relu, Py_ssize_t out) { return 0; }
     static inline int mgcy_dot_block(double *X, const mgcy_arg *a, Py_ssize_t n, int bias,
-                                     int relu, double *out) { return 0; }
+                                     int relu, int usual, double *out) { return 0; }
+    static inline int mgcy_dot_bwd_block(double *X, double *G, const mgcy_arg *a, Py_ssize_t n,
+                                         int bias, int relu, int usual, Py_ssize_t out) {
+        return 0;
+    }
     #endif
     """
     bint _dot_block "mgcy_dot_block"(double* X, const _Arg* a, Py_ssize_t n, int bias, int relu,
-                                     double* out) noexcept nogil
+                                     int usual, double* out) noexcept nogil
     bint _dot_bwd_block "mgcy_dot_bwd_block"(double* X, double* G, const _Arg* a, Py_ssize_t n,
-                                             int bias, int relu, Py_ssize_t out) noexcept nogil
+                                             int bias, int relu, int usual,
+                                             Py_ssize_t out) noexcept nogil
+
+cdef enum:
+    USUAL = 128  # a DOT step's flag: constant weights and bias, a row's inputs (mgcy_dot_block)
 
 cdef struct _Step:       # one node's rule over a block of rows
     unsigned char op
@@ -446,8 +472,22 @@ cdef _Program _compile(PyObject** topo, Py_ssize_t n, list ins, list outs, Value
         raise ValueError(f"output {missing_out} is not in the graph")
     if missing_in >= 0:
         raise ValueError(f"input {missing_in} is not in the outputs' graph")
+    for i in range(p.nsteps):
+        if _usual(&p.steps[i]):
+            p.steps[i].flags |= USUAL
     _compile_grads(p)
     return prog
+
+
+cdef inline bint _usual(_Step* s) noexcept:
+    """Whether a step is DOT's usual case: constant weights (and bias), a row's inputs."""
+    cdef unsigned int i, n = s.n // 2
+    if s.op != DOT:
+        return False
+    for i in range(n):
+        if s.args[i].x >= 0 or s.args[n + i].x < 0:
+            return False
+    return not s.flags & HAS_BIAS or s.args[2 * n].x < 0
 
 
 cdef int _compile_grads(_Code* p) except -1:
@@ -539,7 +579,8 @@ cdef inline void _dot_fwd_lanes(_Step* s, double* X, Py_ssize_t W) noexcept:
     cdef double* w
     cdef double* x
     cdef double v
-    if W == LANES and _dot_block(X, a, n, s.flags & HAS_BIAS, s.flags & RELU_OUT, X + s.out * W):
+    if W == LANES and _dot_block(X, a, n, s.flags & HAS_BIAS, s.flags & RELU_OUT, s.flags & USUAL,
+                                 X + s.out * W):
         return
     if s.flags & HAS_BIAS:
         w = _lane_of(X, W, &a[2 * n])
@@ -585,7 +626,8 @@ cdef inline void _dot_bwd_lanes(_Step* s, double* X, double* G, Py_ssize_t W) no
     cdef double* gw
     cdef double* gx
     cdef double d
-    if W == LANES and _dot_bwd_block(X, G, a, n, s.flags & HAS_BIAS, s.flags & RELU_OUT, s.out):
+    if W == LANES and _dot_bwd_block(X, G, a, n, s.flags & HAS_BIAS, s.flags & RELU_OUT,
+                                     s.flags & USUAL, s.out):
         return
     for l in range(W):
         g[l] = G[s.out * W + l]

@@ -614,6 +614,8 @@ _OP_NAMES.update({LEAF: '', CUSTOM: '', ADD: '+', SUB: '-', MUL: '*', DIV: '/', 
 
 # _eval must be inlined into the per-node loops (the replay, Value.evaluate): called once a
 # node, replaying upstream nn.py's graph took 1.66x as long (A/B in alternating processes).
+# So must the chain rules' dispatch on numbers, _grad1 and _grad2, into _backprop: called,
+# replaying upstream nn.py's graph took 13% more instructions (callgrind), a mixed graph 23%.
 # The C compiler weighs its size against a limit, which the NET branch tipped: forced here,
 # by its C name (tests/test_kernels.py checks that Cython still gives it that name). So is
 # _backprop's adding copy, into backward()'s loop over a cached order: the six ops of issue 22
@@ -624,6 +626,8 @@ cdef extern from *:
     static CYTHON_INLINE int __pyx_f_12micrograd_cy_6engine__eval(PyObject *) __attribute__((always_inline));
     struct __pyx_t_12micrograd_cy_6engine__Adding;
     static CYTHON_INLINE void __pyx_fuse_0__pyx_f_12micrograd_cy_6engine__backprop(PyObject *, struct __pyx_t_12micrograd_cy_6engine__Adding *) __attribute__((always_inline));
+    static CYTHON_INLINE int __pyx_f_12micrograd_cy_6engine__grad1(unsigned char, double, double, double, double, double *) __attribute__((always_inline));
+    static CYTHON_INLINE int __pyx_f_12micrograd_cy_6engine__grad2(unsigned char, double, double, double, double, double *, double *) __attribute__((always_inline));
     #endif
     """
 

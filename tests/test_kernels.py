@@ -45,7 +45,8 @@ def annotated(tmp_path_factory):
 
 
 def test_the_c_names_the_engine_gives_attributes_are_cythons(annotated):
-    """ops.pxi forces _eval inline, and build.pxi _binary, by their C names (a C declaration
+    """ops.pxi forces _eval, _backprop's adding copy and the chain rules' dispatch (_grad1,
+    _grad2) inline, and build.pxi _binary, by their C names (a C declaration
     Cython cannot write): were Cython to name either otherwise, or to change its signature,
     the attribute would silently stop applying."""
     c = (annotated / "engine.c").read_text()
@@ -56,11 +57,18 @@ def test_the_c_names_the_engine_gives_attributes_are_cythons(annotated):
     assert declared == [("__pyx_f_12micrograd_cy_6engine__eval", "PyObject *"),
                         ("__pyx_fuse_0__pyx_f_12micrograd_cy_6engine__backprop",
                          f"PyObject *, {adding}"),
+                        ("__pyx_f_12micrograd_cy_6engine__grad1",
+                         "unsigned char, double, double, double, double, double *"),
+                        ("__pyx_f_12micrograd_cy_6engine__grad2",
+                         "unsigned char, double, double, double, double, double *, double *"),
                         ("__pyx_f_12micrograd_cy_6engine__binary",
                          f"unsigned char, {value}, {value}")]
     assert ("static CYTHON_INLINE void __pyx_fuse_0__pyx_f_12micrograd_cy_6engine__backprop("
             f"PyObject *__pyx_v_node, {adding}__pyx_v_m) {{") in c
     assert "static CYTHON_INLINE int __pyx_f_12micrograd_cy_6engine__eval(PyObject *__pyx_v_node) {" in c
+    for rule in ("grad1", "grad2"):
+        assert f"static CYTHON_INLINE int __pyx_f_12micrograd_cy_6engine__{rule}(unsigned char " \
+               "__pyx_v_op, double __pyx_v_x," in c
     assert (f"static CYTHON_INLINE {value}__pyx_f_12micrograd_cy_6engine__binary(unsigned char "
             f"__pyx_v_op, {value}__pyx_v_a, {value}__pyx_v_b) {{") in c
 
@@ -84,7 +92,10 @@ def test_kernel_regions_exist():
     for name in ["cdef inline int _eval(", "cdef inline void _backprop(", "cdef inline int _eval2(", "while sp:",
                  "cdef inline void _give(", "_backprop(topo[i], ", "_backprop(node, &walk)",
                  "cdef inline PyObject* _next_reached(", "cdef inline int _mul_d(",
-                 "cdef inline int _dot_fwd(", "err = _eval(topo[i])"]:
+                 "cdef inline int _dot_fwd(", "err = _eval(topo[i])",
+                 "cdef inline void _step_fwd(", "cdef inline void _step_bwd(",
+                 "cdef inline void _dot_bwd_lanes(", "_step_fwd(&p.steps[i], X, W, E)",
+                 "_stash(node, code, saved, grads, &ns)", "cdef inline void _fold_one("]:
         assert name in text, f"{name} is not inside a kernel region"
 
 
