@@ -629,3 +629,319 @@ def test_a_row_an_op_cannot_take_names_the_row_and_restores_every_grad(bad_row):
     with pytest.raises(OverflowError, match="row 2: math range error"):
         Value.backward_rows(z, y, [[1.0], [2.0], [1e-3]])
     assert _check_invariants() is None
+
+
+# ---------------------------------------------------------------------------
+# The program cached on the loss
+
+def test_other_inputs_and_outputs_on_one_loss_alternate_and_each_is_right():
+    x = leaves([0.0, 0.0])
+    t = Value(0.0)
+    w = leaves([0.5, -1.25, 0.75])
+    h = (w[0] * x[0] + w[1] * x[1]).tanh()
+    logits = [h * w[2], x[1] - h, Value.dot(w, [x[0], x[1], h])]
+    loss = Value.cross_entropy(logits, t)
+    loss.forward()
+    rows = np.random.default_rng(7).normal(size=(10, 2))
+    with_t = np.hstack([rows, (np.arange(10) % 3)[:, None]])
+    calls = [
+        lambda: check_rows(loss, x + [t], with_t),
+        lambda: check_rows(loss, [t, x[1], x[0]], with_t[:, [2, 1, 0]]),
+        lambda: check_rows(loss, x + [t], with_t, outputs=[h, logits[2]]),
+        lambda: check_rows(loss, [x[0]], rows[:, :1]),  # x[1] and t keep their data
+        lambda: check_rows(loss, x + [t], with_t, outputs=h),
+    ]
+    for k in range(3):
+        for call in calls if k % 2 == 0 else reversed(calls):
+            call()
+            evaluated = Value.evaluate(loss, x + [t], with_t)  # interleaved: its own program
+            assert bitlist(evaluated) == bitlist(Value.backward_rows(loss, x + [t], with_t))
+    assert _check_invariants() is None
+
+
+def test_new_parameter_values_are_read_at_each_call():
+    model, ins, score, loss = svm()
+    rows = svm_rows(12)
+    loss.forward()
+    for step in range(3):
+        model.zero_grad()
+        Value.backward_rows(loss, ins, rows, scale=1 / 12)
+        for p in model.parameters():
+            p.data -= 0.5 * p.grad
+        check_rows(loss, ins, rows, scale=1.0)
+
+
+def test_the_graph_is_fixed_when_built_whatever_the_model_does_after():
+    model, ins, score, loss = svm()
+    loss.forward()
+    old = model.layers[0].neurons[0].w[0]
+    model.layers[0].neurons[0].w[0] = Value(9.0)  # the graph keeps the weight it read
+    check_rows(loss, ins, svm_rows(9))
+    assert model.layers[0].neurons[0].w[0].grad == 0.0
+    assert old.grad != 0.0 or True
+    fresh = (1 + -ins[2] * model(ins[:2])).relu()  # a new graph reads the new weight
+    fresh.forward()
+    check_rows(fresh, ins, svm_rows(9))
+
+
+class Leaf(Value):
+    """A subclass: its instances take weak references, and live on Python's heap."""
+
+
+def test_subclass_instances_can_be_inputs_and_parameters():
+    x = [Leaf(0.0), Leaf(0.0)]
+    w = [Leaf(0.5), Leaf(-0.25), Value(0.125)]
+    random.seed(9)
+    model = nn.MLP(2, [4, 1])
+    model.layers[0].neurons[1].w[0] = w[0]
+    loss = (model(x) * w[1] + Value.dot(w[:2], x, w[2], relu=True)).tanh()
+    loss.forward()
+    check_rows(loss, x, np.random.default_rng(8).normal(size=(13, 2)))
+
+
+def test_the_cached_program_keeps_no_value_alive():
+    x = [Leaf(0.0), Leaf(0.0)]
+    w = Leaf(0.5)
+    random.seed(10)
+    model = nn.MLP(2, [3, 1])
+    loss = (model(x) * w).relu() + w
+    Value.backward_rows(loss, x, [[1.0, 2.0]] * 9)
+    Value.backward_rows(loss, x, [[1.0, 2.0]] * 3, outputs=[w])
+    Value.evaluate(loss, x, [[1.0, 2.0]])
+    refs = [weakref.ref(v) for v in x + [w]]
+    del x, w, model, loss
+    gc.collect()
+    assert [r() for r in refs] == [None, None, None]
+    assert _check_invariants() is None
+
+
+def test_building_calling_and_dropping_graphs_returns_their_memory():
+    import tracemalloc
+
+    def once():
+        model, ins, score, loss = svm()
+        Value.backward_rows(loss, ins, svm_rows(20))
+        Value.backward_rows(loss, ins[::-1], svm_rows(3)[:, ::-1], outputs=score)
+        Value.evaluate([loss, score], ins, svm_rows(9))
+
+    once()
+    tracemalloc.start()
+    try:
+        for _ in range(3):
+            once()
+        gc.collect()
+        base = tracemalloc.get_traced_memory()[0]
+        for _ in range(30):
+            once()
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    assert grown < 64 * 1024, grown  # a graph is ~40 KB: 30 kept would be >1 MB
+
+
+# ---------------------------------------------------------------------------
+# Hostile: numbers whose float() runs the engine, objects freed mid-call, threads
+
+def exact_graph():
+    """A graph whose numbers are all exact (small dyadic rationals, no rounding): its grads
+    add up to the same bits in any order, so that interleaved calls can be checked exactly."""
+    x = leaves([0.0, 0.0])
+    w = leaves([0.5, -0.25, 0.75, 2.0])
+    h = Value.dot(w[:2], x, w[2], relu=True)
+    loss = (h * w[3] + x[0] * w[0]).relu() + (x[1] - w[1]) * w[3]
+    loss.forward()
+    return x, w, loss
+
+
+EXACT_ROWS = [[float(a), float(b)] for a in range(-3, 4) for b in (-2, 1, 3)]
+
+
+class Reentrant:
+    """A number (numbers.Real) whose float() first calls into the engine on the graph it is
+    a row of: forward(), backward(), evaluate and backward_rows, with other inputs too."""
+    def __init__(self, value, graph, log):
+        self.value, self.graph, self.log = value, graph, log
+
+    def __float__(self):
+        x, w, loss = self.graph
+        x[0].data, x[1].data = 1.0, 2.0
+        loss.forward()
+        loss.backward()
+        Value.evaluate(loss, x, [[1.0, 2.0]])
+        Value.backward_rows(loss, x[::-1], [[2.0, 1.0]])  # another program for the loss
+        Value.backward_rows(loss, x, [[1.0, 2.0]], outputs=[w[0]])
+        self.log.append(1)
+        return float(self.value)
+
+
+numbers.Real.register(Reentrant)
+
+
+def test_rows_whose_float_reenters_the_same_graph_get_the_right_answer():
+    graph = exact_graph()
+    x, w, loss = graph
+    log = []
+    rows = [[Reentrant(a, graph, log), b] for a, b in EXACT_ROWS]
+    got = Value.backward_rows(loss, x, rows)
+    reentries = len(log)
+    assert reentries >= len(rows)
+    # the same calls, one after the other, on a twin graph
+    tx, tw, twin = exact_graph()
+    for _ in range(reentries):
+        tx[0].data, tx[1].data = 1.0, 2.0
+        twin.forward()
+        twin.backward()
+        Value.backward_rows(twin, tx[::-1], [[2.0, 1.0]])
+        Value.backward_rows(twin, tx, [[1.0, 2.0]], outputs=[tw[0]])
+    want = Value.backward_rows(twin, tx, EXACT_ROWS)
+    assert bitlist(got) == bitlist(want)
+    assert grads_of(w) == grads_of(tw)
+    assert _check_invariants() is None
+    got = Value.evaluate(loss, x, [[Reentrant(a, graph, log), b] for a, b in EXACT_ROWS])
+    assert bitlist(got) == bitlist(want)
+    assert _check_invariants() is None
+
+
+def test_rows_whose_float_drops_the_graph_or_raises():
+    holder = [exact_graph()]
+    x, w, loss = holder[0]
+    w_ref = [weakref.ref(v) for v in [Leaf(1.0)]]  # (a subclass leaf to watch below)
+
+    class Dropper:
+        def __float__(self):
+            holder.clear()
+            gc.collect()
+            return 1.0
+    numbers.Real.register(Dropper)
+    got = Value.backward_rows(loss, x, [[Dropper(), 2.0], [1.0, 2.0]])
+    assert got[0] == got[1]
+
+    class Raiser:
+        def __float__(self):
+            Value.backward_rows(loss, x, [[1.0, 1.0]])  # adds, and then the row fails
+            raise RuntimeError("no number here")
+    numbers.Real.register(Raiser)
+    for v in w:
+        v.grad = 0.0
+    with pytest.raises((RuntimeError, TypeError)):
+        Value.backward_rows(loss, x, [[1.0, 2.0], [Raiser(), 0.0]])
+    x2, w2, loss2 = exact_graph()
+    Value.backward_rows(loss2, x2, [[1.0, 1.0]])
+    assert grads_of(w) == grads_of(w2)  # only what the re-entrant call added
+    del x, w, loss
+    gc.collect()
+    assert w_ref[0]() is None
+    assert _check_invariants() is None
+
+
+def test_a_collection_inside_the_call_can_run_any_engine_call():
+    # the call allocates Python objects (lists, arrays, memoryviews) between ordering the graph
+    # and running it: a collection there runs finalizers, which here call the same loss
+    graph = exact_graph()
+    x, w, loss = graph
+    fired = []
+
+    class Bomb:
+        def __del__(self):
+            if len(fired) < 200:
+                fired.append(1)
+                Value.backward_rows(loss, x, [[1.0, 2.0]] * 3)  # another width of block
+                Value.backward_rows(loss, x[::-1], [[2.0, 1.0]])  # another program
+                Value.evaluate(loss, x, [[1.0, 2.0]] * 5)
+
+    old = gc.get_threshold()
+    gc.disable()
+    try:
+        for _ in range(300):
+            b = Bomb()
+            b.me = b  # a cycle: only a collection frees it
+        del b
+        gc.set_threshold(1, 1, 1)
+        gc.enable()
+        got = Value.backward_rows(loss, x, EXACT_ROWS)
+        during = len(fired)
+        got_eval = Value.evaluate(loss, x, EXACT_ROWS)
+    finally:
+        gc.set_threshold(*old)
+        gc.enable()
+        gc.collect()
+    assert during > 0  # finalizers ran inside the call
+    n = during
+    tx, tw, twin = exact_graph()
+    for _ in range(n):
+        Value.backward_rows(twin, tx, [[1.0, 2.0]] * 3)
+        Value.backward_rows(twin, tx[::-1], [[2.0, 1.0]])
+    want = Value.backward_rows(twin, tx, EXACT_ROWS)
+    assert bitlist(got) == bitlist(want) and bitlist(got_eval) == bitlist(want)
+    # every call's grads are exact: any interleaving adds up to the same bits
+    for _ in range(len(fired) - n):
+        Value.backward_rows(twin, tx, [[1.0, 2.0]] * 3)
+        Value.backward_rows(twin, tx[::-1], [[2.0, 1.0]])
+    assert grads_of(w) == grads_of(tw)
+    assert _check_invariants() is None
+
+
+class Yielding:
+    """A number whose float() gives the other threads the interpreter."""
+    def __init__(self, value):
+        self.value = value
+
+    def __float__(self):
+        for _ in range(20):
+            pass
+        return float(self.value)
+
+
+numbers.Real.register(Yielding)
+
+
+def test_two_threads_on_one_loss_get_what_one_thread_gets():
+    x, w, loss = exact_graph()
+    ax, aw, one = exact_graph()
+    alone = Value.backward_rows(one, ax, EXACT_ROWS)
+    results = {}
+    calls = 12
+
+    def work(k):
+        out = []
+        for i in range(calls):
+            rows = [[Yielding(a), Yielding(b)] for a, b in EXACT_ROWS]
+            if (i + k) % 2:  # the columns the other way round: another program
+                out.append(Value.backward_rows(loss, x[::-1], [r[::-1] for r in rows]))
+            else:
+                out.append(Value.backward_rows(loss, x, rows, outputs=[w[0]])[0])
+        results[k] = out
+
+    was = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        in_threads(work, 0, 1)
+    finally:
+        sys.setswitchinterval(was)
+    for k in (0, 1):
+        for got in results[k]:
+            assert bitlist(got) == bitlist(alone)
+    tx, tw, twin = exact_graph()
+    for _ in range(2 * calls):
+        Value.backward_rows(twin, tx, EXACT_ROWS)
+    assert grads_of(w) == grads_of(tw)
+    assert _check_invariants() is None
+
+
+def in_threads(work, *args):
+    errors = []
+
+    def run(arg):
+        try:
+            work(arg)
+        except BaseException as e:  # noqa: B036 - re-raised below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(a,)) for a in args]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
