@@ -945,3 +945,114 @@ def in_threads(work, *args):
         t.join()
     if errors:
         raise errors[0]
+
+
+# ---------------------------------------------------------------------------
+# Out of memory (debug build): each allocation in turn fails
+
+def fail_each_allocation(make, calls, limit=400):
+    """For n = 0, 1, ...: a fresh graph (make(): (inputs, loss, parameters in an order of their
+    own: _prev is a set), its parameters' grads at 0,
+    then each of calls(graph) in turn with the n-th allocation from the start failing. A call
+    that raises MemoryError leaves every grad as it was and the engine whole; once all
+    succeed they give what they give with memory to spare. Returns the n that succeeded."""
+    def run(g, fail_at):
+        params = g[2]
+        assert {id(p) for p in params} == {id(p) for p in params_of(g[1], g[0])}
+        for p in params:
+            p.grad = 0.0
+        out = []
+        engine._fail_allocations(fail_at)
+        try:
+            for call in calls(g):
+                before = state(nodes_of(g[1]))
+                try:
+                    out.append(call())
+                except MemoryError:
+                    assert state(nodes_of(g[1])) == before
+                    return None, params
+        finally:
+            engine._fail_allocations(-1)
+            assert _check_invariants() is None
+        return out, params
+
+    want, params = run(make(), -1)
+    want_grads = grads_of(params)
+    for n in range(limit):
+        got, params = run(make(), n)
+        if got is None:
+            continue
+        flat = lambda xs: [bitlist(np.ravel(a)) for a in xs]  # noqa: E731
+        assert flat(got) == flat(want)
+        assert grads_of(params) == want_grads
+        return n
+    raise AssertionError(f"still failing after {limit} allocations")
+
+
+@debug_only
+@pytest.mark.parametrize("replayed", [True, False])
+def test_failing_allocations_give_memory_error_or_the_right_answer(replayed):
+    def make():
+        x = leaves([0.0, 0.0])
+        w = leaves([0.5, -0.25, 0.75, 2.0])
+        h = Value.dot(w[:2], x, w[2], relu=True)
+        loss = (h * w[3] + x[0] * w[0]).relu() + (x[1] - w[1]) * w[3]
+        if replayed:
+            loss.forward()  # its order cached; else the call orders it
+        return x, loss, w
+
+    def calls(g):
+        x, loss, _ = g
+        return [lambda: Value.backward_rows(loss, x, EXACT_ROWS),
+                lambda: Value.backward_rows(loss, x[::-1], [r[::-1] for r in EXACT_ROWS[:5]],
+                                            outputs=[loss])[1],
+                lambda: Value.evaluate(loss, x, EXACT_ROWS[:9]),
+                lambda: Value.backward_rows(loss, x, EXACT_ROWS)]
+
+    assert fail_each_allocation(make, calls) > 3
+
+
+@debug_only
+def test_failing_allocations_on_a_net_node_and_a_cross_entropy():
+    def make():
+        random.seed(12)
+        model = nn.MLP(3, [5, 4])
+        x = leaves([0.0, 0.0, 0.0])
+        t = Value(0.0)
+        other = nn.MLP(3, [4, 1])
+        loss = Value.cross_entropy(model(x) + [other(x)], t)
+        return x + [t], loss, model.parameters() + other.parameters()
+
+    rows = [[0.5, -1.0, 2.0, k % 5] for k in range(11)]
+
+    def calls(g):
+        ins, loss, _ = g
+        return [lambda: Value.backward_rows(loss, ins, rows),
+                lambda: Value.evaluate(loss, ins, rows),
+                lambda: Value.backward_rows(loss, ins[:3], [r[:3] for r in rows], outputs=[loss])[1]]
+
+    assert fail_each_allocation(make, calls) > 3
+
+
+@debug_only
+def test_a_failed_call_leaves_the_cached_program_usable():
+    x, w, loss = exact_graph()
+    want = Value.backward_rows(loss, x, EXACT_ROWS)
+    for n in range(12):
+        for v in w:
+            v.grad = 0.0
+        engine._fail_allocations(n)
+        try:
+            Value.backward_rows(loss, x[::-1], [r[::-1] for r in EXACT_ROWS[:3]])
+            Value.backward_rows(loss, x, EXACT_ROWS[:1])
+        except MemoryError:
+            pass
+        finally:
+            engine._fail_allocations(-1)
+        assert _check_invariants() is None
+        for v in w:
+            v.grad = 0.0
+        assert bitlist(Value.backward_rows(loss, x, EXACT_ROWS)) == bitlist(want)
+        tx, tw, twin = exact_graph()
+        Value.backward_rows(twin, tx, EXACT_ROWS)
+        assert grads_of(w) == grads_of(tw)
