@@ -74,11 +74,12 @@ def per_row(loss, inputs, rows, outputs=()):
 
 
 def check_rows(loss, inputs, rows, outputs=None, scale=1.0, reference=None, seed=0):
-    """backward_rows(loss, inputs, rows) against per_row (on reference, a graph over the same
-    inputs and parameters, if given), bit for bit: the losses, the outputs, every
+    """backward_rows(loss, inputs, rows) against per_row (on reference, loss * scale built as
+    a graph, when scale is not 1), bit for bit: the losses, the outputs, every
     parameter's grad (started at odd values, so that adding is tested too), and nothing
     else of the graph touched. Returns (losses, outputs' data) as backward_rows gave them."""
     rows = np.asarray(rows, dtype=float)
+    assert scale == 1.0 or reference is not None, "per_row seeds 1.0: give a reference graph"
     params = params_of(loss, inputs)
     rng = random.Random(seed)
     for p in params:
@@ -102,7 +103,7 @@ def check_rows(loss, inputs, rows, outputs=None, scale=1.0, reference=None, seed
         p.grad = g
     ref = reference if reference is not None else loss
     want, want_outs = per_row(ref, inputs, rows, many)
-    assert bitlist(losses) == bitlist(want), (losses, want)
+    assert bitlist(losses if reference is None else losses * scale) == bitlist(want)
     if outputs is not None:
         flat = outs.reshape(len(rows), -1)
         assert [bitlist(r) for r in flat] == [bitlist(r) for r in want_outs]
