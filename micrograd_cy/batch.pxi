@@ -64,10 +64,10 @@ cdef object _rows_of(object rows, Py_ssize_t k, str name):
             rows = list(rows)
         except TypeError:
             raise TypeError(f"{what}, not {type(rows).__name__!r}") from None
+    if not isinstance(rows, np.ndarray) and any(_iterable_row(r) for r in rows):
+        rows = [list(r) if _iterable_row(r) else r for r in rows]  # rows of maps, generators
     try:
         a = np.asarray(rows)
-        if a.dtype.kind == "O" and a.ndim == 1 and any(_iterable_row(r) for r in rows):
-            a = np.asarray([list(r) if _iterable_row(r) else r for r in rows])  # rows of maps
     except (TypeError, ValueError) as e:  # a ragged list, an object numpy cannot read
         raise TypeError(f"{what}: {e}") from None
     if a.dtype.kind == "O":  # Python objects: each must be a real number (None is not NaN)
@@ -357,10 +357,12 @@ cdef inline unsigned int _giving(_Step* s, unsigned int i) noexcept:
     return i
 
 
-cdef _Program _compile(PyObject** topo, Py_ssize_t n, list ins, list outs, Value root):
+cdef _Program _compile(PyObject** topo, Py_ssize_t n, list ins, list outs, Value root,
+                       Py_ssize_t first_out=0):
     """The program of a graph in an order (its interior nodes, and maybe its leaves), for the
     inputs ins and the outputs outs; root: the loss (backward_rows) or None. Raises where the
-    inputs or outputs are not in the graph; nothing is left changed."""
+    inputs or outputs are not in the graph (naming output j as j - first_out); nothing is
+    left changed."""
     cdef _Program prog = _Program.__new__(_Program)
     cdef _Code* p = &prog.c
     cdef Py_ssize_t i, j, e, nargs = 0, nsteps = 0, ns = 0, cap, code, u, k = len(ins)
@@ -416,7 +418,9 @@ cdef _Program _compile(PyObject** topo, Py_ssize_t n, list ins, list outs, Value
         node = topo[i]
         op = (<Value>node)._opcode
         if op <= CUSTOM:  # a leaf, or a hand-built node: its data is given
-            _slot_of(node, p, saved, grads, &ns)
+            code = _slot_of(node, p, saved, grads, &ns)
+            if 0 <= code < k:  # an input, if only a hand-built node holds it
+                seen[code] = True
             continue
         if op == PARAMS:  # its NET nodes read the weights (net.pxi)
             continue
@@ -443,21 +447,19 @@ cdef _Program _compile(PyObject** topo, Py_ssize_t n, list ins, list outs, Value
             s += 1
         _stash(node, code, saved, grads, &ns)
     p.nsteps = s - p.steps
-    for j in range(m):
-        node = <PyObject*>p.outs[j].x
-        if _flagsp(node)[0] & EXPANDED:
-            _set_arg(&p.outs[j], <Py_ssize_t>_gradp(node)[0])
-        elif missing_out < 0:
-            missing_out = j
-    if root is not None:
-        p.root = <Py_ssize_t>root._grad if root._flags & EXPANDED else -1
     for i in range(p.nsteps):
         for c in range(p.steps[i].n):
             if 0 <= p.steps[i].args[c].x < k:
                 seen[p.steps[i].args[c].x] = True
-    for j in range(m):
-        if missing_out < 0 and 0 <= p.outs[j].x < k:
-            seen[p.outs[j].x] = True
+    for j in range(m):  # in the graph: met in the order, or an input a node reads
+        node = <PyObject*>p.outs[j].x
+        code = <Py_ssize_t>_gradp(node)[0] if _flagsp(node)[0] & EXPANDED else -1 - p.nconst
+        if code >= -p.nconst and not (0 <= code < k and not seen[code]):
+            _set_arg(&p.outs[j], code)
+        elif missing_out < 0:
+            missing_out = j
+    if root is not None:
+        p.root = <Py_ssize_t>root._grad if root._flags & EXPANDED else -1
     for j in range(k):
         if not seen[j] and missing_in < 0:
             missing_in = j
@@ -469,7 +471,7 @@ cdef _Program _compile(PyObject** topo, Py_ssize_t n, list ins, list outs, Value
     PyMem_Free(grads)
     PyMem_Free(seen)
     if missing_out >= 0:
-        raise ValueError(f"output {missing_out} is not in the graph")
+        raise ValueError(f"output {missing_out - first_out} is not in the graph")
     if missing_in >= 0:
         raise ValueError(f"input {missing_in} is not in the outputs' graph")
     for i in range(p.nsteps):
@@ -994,7 +996,7 @@ cdef object _backward_rows(Value loss, object inputs, object rows, object output
     p = order.program
     if p is None or not _same((<_Program>p).key, ins, outs):
         try:
-            p = _compile(order.topo, order.ntopo, ins, [loss] + outs, loss)
+            p = _compile(order.topo, order.ntopo, ins, [loss] + outs, loss, 1)
         except ValueError as e:
             raise ValueError(f"{name}: {e}".replace("outputs' graph", "loss's graph")) from None
         (<_Program>p).key = (tuple(map(id, ins)), tuple(map(id, outs)))  # no references:

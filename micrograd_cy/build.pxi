@@ -329,6 +329,8 @@ cdef object _gather(object table, object index):
     rows = [PySequence_Fast(r, "Value.gather(): each row of a table of rows is a sequence")
             for r in tuple(table)]  # a snapshot: converting numbers may run code
     width = PySequence_Fast_GET_SIZE(rows[0])
+    if width == 0 and _index_in((<Value>index)._data, n) < 0:  # no node to check it
+        _raise(ERR_INDEX)
     for j, r in enumerate(rows):
         if PySequence_Fast_GET_SIZE(r) != width:
             raise ValueError(f"Value.gather(): row {j} of the table has "

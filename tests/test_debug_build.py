@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ON_DEBUG = ["test_faults.py", "test_hostile.py", "test_state_machine.py", "test_ops_torch.py",
             "test_dropin.py", "test_batch.py", "test_net.py", "test_reentrancy.py",
             "test_attributes.py", "test_patching.py", "test_local_grads.py", "test_functional.py",
-            "test_optim.py"]
+            "test_optim.py", "test_backward_rows.py", "test_gather.py"]
 
 
 @pytest.fixture(scope="module")

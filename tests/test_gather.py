@@ -131,8 +131,6 @@ def test_bad_tables_and_indices_get_a_clear_error(make, error, match):
     assert _check_invariants() is None
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a table of empty rows builds no node, so an "
-                   "out-of-range index gives [] instead of IndexError")
 def test_a_table_of_empty_rows_still_checks_the_index():
     with pytest.raises(IndexError):
         Value.gather([[], []], 5)

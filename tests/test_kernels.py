@@ -54,9 +54,18 @@ def test_the_c_names_the_engine_gives_attributes_are_cythons(annotated):
     declared = re.findall(r"static CYTHON_INLINE (?:int |void |struct \w+ \*)(\w+)\(([^)]*)\) "
                           r"__attribute__\(\(always_inline\)\)", c)
     adding = "struct __pyx_t_12micrograd_cy_6engine__Adding *"
+    walking = "struct __pyx_t_12micrograd_cy_6engine__Walking *"
     assert declared == [("__pyx_f_12micrograd_cy_6engine__eval", "PyObject *"),
                         ("__pyx_fuse_0__pyx_f_12micrograd_cy_6engine__backprop",
                          f"PyObject *, {adding}"),
+                        *[(f"__pyx_fuse_{k}__pyx_f_12micrograd_cy_6engine__{rule}",
+                           f"PyObject *, unsigned char, double, {mode}")
+                          for rule in ("unary_bwd", "binary_bwd")
+                          for k, mode in enumerate((adding, walking))],
+                        ("__pyx_f_12micrograd_cy_6engine__eval1",
+                         "unsigned char, double, double, double *"),
+                        ("__pyx_f_12micrograd_cy_6engine__eval2",
+                         "unsigned char, double, double, double *"),
                         ("__pyx_f_12micrograd_cy_6engine__grad1",
                          "unsigned char, double, double, double, double, double *"),
                         ("__pyx_f_12micrograd_cy_6engine__grad2",
@@ -66,7 +75,7 @@ def test_the_c_names_the_engine_gives_attributes_are_cythons(annotated):
     assert ("static CYTHON_INLINE void __pyx_fuse_0__pyx_f_12micrograd_cy_6engine__backprop("
             f"PyObject *__pyx_v_node, {adding}__pyx_v_m) {{") in c
     assert "static CYTHON_INLINE int __pyx_f_12micrograd_cy_6engine__eval(PyObject *__pyx_v_node) {" in c
-    for rule in ("grad1", "grad2"):
+    for rule in ("eval1", "eval2", "grad1", "grad2"):
         assert f"static CYTHON_INLINE int __pyx_f_12micrograd_cy_6engine__{rule}(unsigned char " \
                "__pyx_v_op, double __pyx_v_x," in c
     assert (f"static CYTHON_INLINE {value}__pyx_f_12micrograd_cy_6engine__binary(unsigned char "
