@@ -377,6 +377,17 @@ def test_valgrind_memcheck_is_clean():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+@pytest.mark.slow
+def test_valgrind_memcheck_of_the_rows_program_is_clean():
+    import shutil
+    if shutil.which("valgrind") is None:
+        pytest.skip("valgrind is not installed here (apt-get install valgrind; CI installs it)")
+    tool = Path(__file__).resolve().parents[1] / "tools" / "memcheck.py"
+    out = subprocess.run([sys.executable, str(tool), "--rows"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "0 ours or fatal" in out.stdout
+
+
 def test_memcheck_tolerates_only_import_leaks_below_the_engine():
     import importlib.util
     import xml.etree.ElementTree as ET

@@ -1,6 +1,6 @@
 """Run the engine under valgrind memcheck and fail on any memory error that is ours.
 
-    python tools/memcheck.py [--scale N]
+    python tools/memcheck.py [--scale N] [--rows]
 
 Runs tools/memcheck_workload.py (every public path of the engine, errors, deep and wide
 graphs, training, pickling) with PYTHONMALLOC=malloc under valgrind memcheck, and reads
@@ -12,6 +12,11 @@ valgrind's XML report. It fails (exit 1) on:
   - any other report (an uninitialised value) with a frame, or an origin, in the engine.
 CPython's own uninitialised-value reports (int.from_bytes on bytes from the getrandom
 syscall, which this valgrind does not model) are listed but do not fail the run.
+
+--rows runs tools/memcheck_rows.py instead (the rows' program: Value.backward_rows, evaluate,
+gather), which imports numpy: numpy's start-up reports invalid reads in the dynamic loader and
+definite leaks of its own, so that run fails on every report with a frame in the engine, of
+any kind, and lists the others.
 """
 import argparse
 import os
@@ -45,6 +50,8 @@ def unmarshalled(error):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=int, default=1, help="workload size (default 1)")
+    parser.add_argument("--rows", action="store_true",
+                        help="the rows' program's workload (imports numpy)")
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
         print("memcheck: valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
@@ -53,7 +60,8 @@ def main(argv=None):
         report = os.path.join(tmp, "memcheck.xml")
         cmd = ["valgrind", "--tool=memcheck", "--leak-check=full", "--show-leak-kinds=definite",
                "--track-origins=yes", "--num-callers=40", "--xml=yes", f"--xml-file={report}",
-               sys.executable, os.path.join(HERE, "memcheck_workload.py")]
+               sys.executable,
+               os.path.join(HERE, "memcheck_rows.py" if args.rows else "memcheck_workload.py")]
         env = dict(os.environ, PYTHONMALLOC="malloc", MEMCHECK_SCALE=str(args.scale))
         run = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if run.returncode != 0 or "workload done" not in run.stdout:
@@ -64,6 +72,9 @@ def main(argv=None):
     fatal, tolerated = [], []
     for e in errors:
         kind = e.findtext("kind")
+        if args.rows:
+            (fatal if ours(e) else tolerated).append(e)
+            continue
         if kind == "Leak_DefinitelyLost" and sys.version_info >= (3, 12) and \
                 (not ours(e) or unmarshalled(e)):
             # CPython 3.12+ no longer frees its interned strings at exit: valgrind reports
@@ -77,7 +88,7 @@ def main(argv=None):
         top = [f.findtext("fn") or "?" for f in e.iter("frame")][:8]
         print(f"memcheck: {e.findtext('kind')}: {what}\n    at {' <- '.join(top)}")
     print(f"memcheck: {len(errors)} reports; {len(fatal)} ours or fatal, "
-          f"{len(tolerated)} CPython-internal reports tolerated")
+          f"{len(tolerated)} {'numpy' if args.rows else 'CPython'}-internal reports tolerated")
     return 1 if fatal else 0
 
 
