@@ -834,6 +834,8 @@ cdef inline int _run(_Code* p, const double* A, Py_ssize_t nrows, double* outs,
             continue
         for i in range(p.nlane * W):
             G[i] = 0.0
+        for l in range(W):  # what the inputs are given goes here, unread: kept from growing
+            G[p.sink * W + l] = 0.0
         for l in range(W):
             G[p.root * W + l] = scale
         i = p.nsteps
