@@ -9,7 +9,7 @@ import argparse
 import json
 import math
 import sys
-from typing import Any, Optional
+from typing import Optional
 
 from benchmarks.configs import CONFIGS, TARGETS
 from benchmarks.harness import Result

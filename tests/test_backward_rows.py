@@ -9,12 +9,12 @@ import numbers
 import random
 import struct
 import sys
-import threading
 import weakref
 
 import numpy as np
 import pytest
 
+from conftest import in_threads
 from micrograd_cy import Value, engine, nn
 from micrograd_cy.engine import _check_invariants
 from op_table import OPS, UNARY
@@ -1016,24 +1016,6 @@ def test_two_threads_on_one_loss_get_what_one_thread_gets():
         Value.backward_rows(twin, tx, EXACT_ROWS)
     assert grads_of(w) == grads_of(tw)
     assert _check_invariants() is None
-
-
-def in_threads(work, *args):
-    errors = []
-
-    def run(arg):
-        try:
-            work(arg)
-        except BaseException as e:  # noqa: B036 - re-raised below
-            errors.append(e)
-
-    threads = [threading.Thread(target=run, args=(a,)) for a in args]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
 
 
 # ---------------------------------------------------------------------------
